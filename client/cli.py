@@ -1,0 +1,108 @@
+"""The ``csss`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from csss_core.audio import AudioError
+
+
+class _Bars:
+    """tqdm progress bars keyed by task description (stderr)."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self._bars: dict[str, object] = {}
+
+    def __call__(self, desc: str, done: int, total: int) -> None:
+        bar = self._bars.get(desc)
+        if bar is None:
+            bar = self._tqdm(total=total, desc=desc, unit="it", leave=False, file=sys.stderr)
+            self._bars[desc] = bar
+        bar.n = done  # type: ignore[attr-defined]
+        bar.refresh()  # type: ignore[attr-defined]
+        if done >= total:
+            bar.close()  # type: ignore[attr-defined]
+            del self._bars[desc]
+
+
+def _cmd_corpus_build(args: argparse.Namespace) -> int:
+    from csss_core.corpus import VOICES, build_corpus, voice_by_name
+
+    voices = [voice_by_name(v) for v in args.voices.split(",")] if args.voices else list(VOICES)
+    bars = _Bars()
+    utts = build_corpus(args.dir, voices, n_sentences=args.sentences, n_enroll=args.enroll, jobs=args.jobs,
+                        progress=lambda d, n: bars("synthesizing", d, n))
+    print(f"wrote {len(utts)} utterances from {len(voices)} voices to {args.dir}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from csss_core.corpus import Corpus
+    from csss_core.evaluation.runner import EvalConfig, format_terminal, results_table, run_eval
+
+    corpus = Corpus.load(args.corpus).subset(args.max_speakers, args.max_trials)
+    cfg = EvalConfig(
+        systems=[s for s in args.systems.split(",") if s],
+        attackers=[a for a in args.attackers.split(",") if a],
+        out_dir=Path(args.out),
+        base_seed=args.seed,
+        wer=not args.no_wer,
+        quality=not args.no_quality,
+    )
+    results = run_eval(corpus, cfg, _Bars())
+    header, rows = results_table(results, cfg.attackers)
+    print(format_terminal(header, rows))
+    print(f"\nreport: {cfg.out_dir / 'report.md'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``csss``."""
+    p = argparse.ArgumentParser(prog="csss", description="CSSS: private voice calls and their evaluation")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    corpus = sub.add_parser("corpus", help="the offline test corpus")
+    csub = corpus.add_subparsers(dest="corpus_command", required=True)
+    b = csub.add_parser("build", help="synthesize the corpus with espeak-ng, flite and festival")
+    b.add_argument("dir", help="output folder")
+    b.add_argument("--voices", default="", help="comma-separated voice ids (default: all)")
+    b.add_argument("--sentences", type=int, default=20, help="sentences per voice")
+    b.add_argument("--enroll", type=int, default=5, help="of which enrollment")
+    b.add_argument("--jobs", type=int, default=2, help="synthesizers run at once")
+    b.set_defaults(func=_cmd_corpus_build)
+
+    e = sub.add_parser("eval", help="evaluate systems side by side (privacy, utility, quality, speed)")
+    e.add_argument("--corpus", default="corpus", help="corpus folder (csss corpus build)")
+    e.add_argument("--systems", default="identity,mcadams,chimera",
+                   help="comma-separated: identity, mcadams, chimera, cmd:TEMPLATE, py:MODULE:FUNC")
+    e.add_argument("--attackers", default="ge2e,dvector", help="comma-separated ASV attackers")
+    e.add_argument("--out", default="eval_out", help="report folder")
+    e.add_argument("--max-speakers", type=int, default=None)
+    e.add_argument("--max-trials", type=int, default=None, help="trial utterances per speaker")
+    e.add_argument("--seed", type=int, default=0, help="base seed for pseudo-voices")
+    e.add_argument("--no-wer", action="store_true", help="skip ASR")
+    e.add_argument("--no-quality", action="store_true", help="skip DNSMOS/PLCMOS/PESQ/STOI")
+    e.set_defaults(func=_cmd_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run a subcommand, exit non-zero with a one-line reason on failure."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (AudioError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"csss: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("csss: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
