@@ -12,6 +12,7 @@ Utility and quality are measured on the per-utterance processed trials.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -72,12 +73,12 @@ class SystemResult:
 
 
 def _nanmedian(v: list[float]) -> float:
-    a = np.asarray([x for x in v if x is not None and np.isfinite(x)], dtype=np.float64)
+    a = np.asarray([x for x in v if x is not None and not np.isnan(x)], dtype=np.float64)
     return float(np.median(a)) if a.size else float("nan")
 
 
 def _nanmean(v: list[float]) -> float:
-    a = np.asarray([x for x in v if x is not None and np.isfinite(x)], dtype=np.float64)
+    a = np.asarray([x for x in v if x is not None and not np.isnan(x)], dtype=np.float64)
     return float(np.mean(a)) if a.size else float("nan")
 
 
@@ -139,9 +140,8 @@ class Evaluator:
             self.progress(f"{tag}: {system.name} {side}", i + 1, len(utts))
         return out
 
-    def evaluate(self, spec: str) -> SystemResult:
-        """All figures for the system named by ``spec``."""
-        system = make_system(spec)
+    def evaluate(self, system: System) -> SystemResult:
+        """All figures for one system."""
         rtf: list[float] = []
         proc_tr = self._process(system, self.trials, "trial", "process", rtf)
         proc_en = self._process(system, self.enroll, "enroll", "process", rtf)
@@ -220,6 +220,10 @@ class Evaluator:
             n_trials=len(self.trials),
             scores=scores,
         )
+
+
+def _eer_pct(r: SystemResult, attacker: str, scenario: str) -> float:
+    return 100 * r.eer[attacker][scenario]
 
 
 def _fmt(v: float, pct: bool = False, nd: int = 2) -> str:
@@ -308,7 +312,7 @@ def write_report(results: list[SystemResult], corpus: Corpus, cfg: EvalConfig, e
     bar_metrics: list[tuple[str, Callable[[SystemResult], float]]] = []
     for a in cfg.attackers:
         for s in SCENARIOS:
-            bar_metrics.append((f"EER% {a} {s}", lambda r, a=a, s=s: 100 * r.eer[a][s]))
+            bar_metrics.append((f"EER% {a} {s}", functools.partial(_eer_pct, attacker=a, scenario=s)))
     bar_metrics += [
         ("WER%", lambda r: 100 * r.wer),
         ("DNSMOS OVRL", lambda r: r.dnsmos.get("ovrl", float("nan"))),
@@ -375,7 +379,8 @@ def run_eval(corpus: Corpus, cfg: EvalConfig, progress: Progress | None = None) 
 
     torch.set_num_threads(1)  # RTF is defined on one thread
     t0 = time.time()
+    systems = [make_system(s) for s in cfg.systems]  # fail on a bad spec before any heavy work
     ev = Evaluator(corpus, cfg, progress)
-    results = [ev.evaluate(s) for s in cfg.systems]
+    results = [ev.evaluate(s) for s in systems]
     write_report(results, corpus, cfg, time.time() - t0)
     return results

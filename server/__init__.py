@@ -1,0 +1,1 @@
+"""Signaling server (FastAPI on uvicorn); built in the real-time calls issue."""

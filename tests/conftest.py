@@ -1,0 +1,48 @@
+"""Shared fixtures: small synthesized corpora built once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from csss_core.corpus import Corpus, build_corpus, missing_synthesizers, voice_by_name
+
+
+def _need_synth() -> None:
+    missing = missing_synthesizers()
+    if missing:
+        pytest.fail(f"speech synthesizers missing: {missing} (apt-get install espeak-ng flite festival)")
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
+    """Four clearly different voices, six sentences each (two for enrollment)."""
+    _need_synth()
+    root = tmp_path_factory.mktemp("tiny_corpus")
+    voices = [voice_by_name(v) for v in ("flite_slt", "esp_us_m1", "fest_ked", "flite_awb")]
+    build_corpus(root, voices, n_sentences=6, n_enroll=2)
+    return Corpus.load(root)
+
+
+@pytest.fixture()
+def tone() -> np.ndarray:
+    """One second of a 220 Hz tone with a little noise at 16 kHz."""
+    t = np.arange(16000) / 16000
+    rng = np.random.default_rng(0)
+    return (0.3 * np.sin(2 * np.pi * 220 * t) + 0.01 * rng.normal(size=t.size)).astype(np.float32)
+
+
+def speech(corpus: Corpus, speaker: str, index: int = 0) -> np.ndarray:
+    """One utterance of ``speaker`` from a corpus."""
+    from csss_core.audio import read_audio
+
+    utts = [u for u in corpus.utterances if u.speaker == speaker]
+    x, _ = read_audio(corpus.path(utts[index]))
+    return x
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return Path(__file__).parent / "data"
