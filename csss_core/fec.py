@@ -1,0 +1,96 @@
+"""Forward error correction for the hidden channel: a K=7, rate-1/2 convolutional code with
+soft-decision Viterbi decoding, and a block interleaver.
+
+Soft values follow one convention everywhere: positive means bit 1, negative bit 0, magnitude is
+confidence (an erasure is 0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+K = 7
+POLYS = (0o171, 0o133)  # the NASA/CCSDS pair, free distance 10
+N_STATES = 1 << (K - 1)
+
+
+def _parity(x: np.ndarray) -> np.ndarray:
+    x = x.copy()
+    out = np.zeros_like(x)
+    while np.any(x):
+        out ^= x & 1
+        x >>= 1
+    return out
+
+
+# For state s (the K-1 previous bits, newest in bit 0) and input b, register r = (s << 1) | b.
+_REG = (np.arange(N_STATES)[:, None] << 1) | np.arange(2)[None, :]  # [state, bit]
+_OUT = np.stack([_parity(_REG & p) for p in POLYS], axis=-1)  # [state, bit, 2] in {0,1}
+_NEXT = _REG & (N_STATES - 1)  # [state, bit]
+# predecessors of each next state: ns = ((s << 1) | b) & mask, so s = (ns >> 1) | (hi << (K - 2))
+_PRED = np.stack([(np.arange(N_STATES) >> 1) | (hi << (K - 2)) for hi in (0, 1)], axis=1)  # [ns, 2]
+_PRED_BIT = np.arange(N_STATES) & 1  # the input bit that leads into ns
+
+
+def conv_encode(bits: np.ndarray) -> np.ndarray:
+    """Encode 0/1 bits, terminated with K-1 zero tail bits; returns 2 * (len + K - 1) bits."""
+    b = np.concatenate([np.asarray(bits, dtype=np.int64) & 1, np.zeros(K - 1, dtype=np.int64)])
+    out = np.empty((len(b), 2), dtype=np.uint8)
+    s = 0
+    for i, bit in enumerate(b):
+        out[i] = _OUT[s, bit]
+        s = int(_NEXT[s, bit])
+    return out.ravel()
+
+
+def viterbi_decode(soft: np.ndarray, n_bits: int) -> tuple[np.ndarray, float]:
+    """Decode ``n_bits`` data bits from ``2 * (n_bits + K - 1)`` soft values.
+
+    Returns:
+        ``(bits, metric)``: the decoded 0/1 bits and the winning path's correlation
+        normalized by the sum of absolute soft values (1.0 = every soft value agreed).
+    """
+    n_steps = n_bits + K - 1
+    y = np.asarray(soft, dtype=np.float64)
+    if y.shape != (2 * n_steps,):
+        raise ValueError(f"expected {2 * n_steps} soft values, got {y.shape}")
+    y = y.reshape(n_steps, 2)
+    sign = 2.0 * _OUT - 1.0  # [state, bit, 2] in {-1, +1}
+    metric = np.full(N_STATES, -np.inf)
+    metric[0] = 0.0
+    back = np.empty((n_steps, N_STATES), dtype=np.uint8)  # which predecessor (0/1) won
+    pred_bit = _PRED_BIT
+    for t in range(n_steps):
+        branch = sign @ y[t]  # [state, bit]
+        cand = metric[_PRED] + branch[_PRED, pred_bit[:, None]]  # [ns, 2]
+        choice = np.argmax(cand, axis=1)
+        metric = cand[np.arange(N_STATES), choice]
+        back[t] = choice
+    s = 0  # terminated: the path ends in state 0
+    best = float(metric[0])
+    bits = np.empty(n_steps, dtype=np.uint8)
+    for t in range(n_steps - 1, -1, -1):
+        bits[t] = s & 1
+        s = int(_PRED[s, back[t, s]])
+    total = float(np.sum(np.abs(y)))
+    return bits[:n_bits], (best / total if total > 0 else 0.0)
+
+
+def interleave_order(n: int, rows: int = 16) -> np.ndarray:
+    """Permutation of a row-in, column-out block interleaver over ``n`` items."""
+    cols = -(-n // rows)
+    idx = np.arange(rows * cols).reshape(rows, cols).T.ravel()
+    return idx[idx < n]
+
+
+def interleave(x: np.ndarray, rows: int = 16) -> np.ndarray:
+    """Spread neighbouring items apart so a burst (a lost packet) hits many codewords lightly."""
+    return np.asarray(x)[interleave_order(len(x), rows)]
+
+
+def deinterleave(x: np.ndarray, rows: int = 16) -> np.ndarray:
+    """Inverse of :func:`interleave`."""
+    order = interleave_order(len(x), rows)
+    out = np.empty_like(np.asarray(x))
+    out[order] = x
+    return out

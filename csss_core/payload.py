@@ -1,0 +1,363 @@
+"""The hidden payload: its typed object, the versioned sealed byte format, and the bit frame.
+
+Byte format (big-endian)::
+
+    header (8 bytes): magic b"CS" | version u8 | flags u8 | body length u16 | CRC-16 of the first 6
+    body:             nonce (12) | ChaCha20-Poly1305(plaintext, aad=header[:6])      (flag SEALED)
+                      nonce (12) | plaintext | CRC-32                                 (no key: not authenticated)
+    plaintext:        dim u16 | bits u8 (=8) | lo f32 | step f32 | dim quantized bytes
+
+Bit frame (what a stego carrier transmits, repeated for the whole call)::
+
+    64-bit sync word | interleave(conv(header bits)) | interleave(conv(body bits))
+
+:class:`PayloadReceiver` takes soft bits (positive = 1) at any offset, finds the sync word, combines
+the soft values of every repeated copy, and locks as soon as a copy decodes and opens.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from csss_core.fec import K, conv_encode, deinterleave, interleave, viterbi_decode
+
+MAGIC = b"CS"
+VERSION = 1
+FLAG_SEALED = 0x01
+HEADER_LEN = 8
+NONCE_LEN = 12
+TAG_LEN = 16
+KEY_LEN = 32
+MAX_DIM = 1024
+MAX_BODY = NONCE_LEN + 3 + 8 + MAX_DIM + TAG_LEN
+SYNC_BITS = 64
+SYNC = np.random.default_rng(0x5EC2E7).integers(0, 2, SYNC_BITS).astype(np.uint8)
+"""The fixed sync word (public; it only marks where a frame starts)."""
+
+
+class PayloadError(ValueError):
+    """A payload that is malformed, forged, or sealed with another key."""
+
+
+@dataclass(frozen=True)
+class SpeakerPayload:
+    """What travels hidden: the real speaker's embedding (float vector)."""
+
+    embedding: np.ndarray
+
+    def __post_init__(self) -> None:
+        e = np.asarray(self.embedding, dtype=np.float32).ravel()
+        if not 1 <= e.size <= MAX_DIM:
+            raise PayloadError(f"embedding must have 1..{MAX_DIM} values, got {e.size}")
+        if not np.all(np.isfinite(e)):
+            raise PayloadError("embedding has NaN or infinite values")
+        object.__setattr__(self, "embedding", e)
+
+    def to_bytes(self) -> bytes:
+        """Quantize to 8 bits per value (uniform between min and max) and serialize."""
+        e = self.embedding.astype(np.float64)
+        lo, hi = float(e.min()), float(e.max())
+        step = (hi - lo) / 255.0 if hi > lo else 1.0
+        q = np.clip(np.rint((e - lo) / step), 0, 255).astype(np.uint8)
+        return struct.pack(">HBff", e.size, 8, lo, step) + q.tobytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SpeakerPayload:
+        """Parse :meth:`to_bytes` output; raise :class:`PayloadError` on anything else."""
+        if len(data) < 11:
+            raise PayloadError("payload too short")
+        dim, bits, lo, step = struct.unpack(">HBff", data[:11])
+        if bits != 8:
+            raise PayloadError(f"unsupported quantization: {bits} bits")
+        if not 1 <= dim <= MAX_DIM or len(data) != 11 + dim:
+            raise PayloadError("payload length does not match its dimension")
+        if not (np.isfinite(lo) and np.isfinite(step)) or step <= 0:
+            raise PayloadError("invalid quantization range")
+        q = np.frombuffer(data[11:], dtype=np.uint8).astype(np.float64)
+        return cls((lo + q * step).astype(np.float32))
+
+
+def crc16(data: bytes) -> int:
+    """CRC-16/CCITT-FALSE."""
+    return binascii.crc_hqx(data, 0xFFFF)
+
+
+def new_key() -> bytes:
+    """A fresh random 256-bit call key."""
+    return os.urandom(KEY_LEN)
+
+
+def _check_key(key: bytes | None) -> None:
+    if key is not None and len(key) != KEY_LEN:
+        raise PayloadError(f"a call key is {KEY_LEN} bytes, got {len(key)}")
+
+
+def seal(payload: SpeakerPayload, key: bytes | None, nonce: bytes | None = None) -> bytes:
+    """Header + body bytes for ``payload``; sealed with ChaCha20-Poly1305 when ``key`` is given."""
+    _check_key(key)
+    nonce = os.urandom(NONCE_LEN) if nonce is None else nonce
+    if len(nonce) != NONCE_LEN:
+        raise PayloadError("nonce must be 12 bytes")
+    plain = payload.to_bytes()
+    flags = FLAG_SEALED if key is not None else 0
+    body_len = NONCE_LEN + len(plain) + (TAG_LEN if key is not None else 4)
+    head6 = MAGIC + struct.pack(">BBH", VERSION, flags, body_len)
+    header = head6 + struct.pack(">H", crc16(head6))
+    if key is not None:
+        body = nonce + ChaCha20Poly1305(key).encrypt(nonce, plain, head6)
+    else:
+        body = nonce + plain + struct.pack(">I", binascii.crc32(plain))
+    return header + body
+
+
+@dataclass(frozen=True)
+class Header:
+    """A parsed, CRC-checked frame header."""
+
+    version: int
+    flags: int
+    body_len: int
+
+    @property
+    def sealed(self) -> bool:
+        """True when the body is AEAD-sealed."""
+        return bool(self.flags & FLAG_SEALED)
+
+
+def parse_header(data: bytes) -> Header:
+    """Check magic, version, CRC and length bounds of the first 8 bytes."""
+    if len(data) < HEADER_LEN:
+        raise PayloadError("header too short")
+    if data[:2] != MAGIC:
+        raise PayloadError("bad magic")
+    version, flags, body_len = struct.unpack(">BBH", data[2:6])
+    (crc,) = struct.unpack(">H", data[6:8])
+    if crc != crc16(data[:6]):
+        raise PayloadError("header checksum mismatch")
+    if version != VERSION:
+        raise PayloadError(f"unsupported payload version {version}")
+    if flags & ~FLAG_SEALED:
+        raise PayloadError("unknown header flags")
+    if not NONCE_LEN + 11 + 4 <= body_len <= MAX_BODY:
+        raise PayloadError(f"body length {body_len} out of range")
+    return Header(version, flags, body_len)
+
+
+@dataclass(frozen=True)
+class Opened:
+    """An accepted payload and whether a key authenticated it."""
+
+    payload: SpeakerPayload
+    authenticated: bool
+
+
+def open_sealed(data: bytes, key: bytes | None) -> Opened:
+    """Parse and open header + body bytes.
+
+    A sealed body needs the key and a valid tag; an unsealed one is accepted only when no key is
+    expected (a receiver with a key refuses unsealed payloads: they could be anyone's).
+
+    Raises:
+        PayloadError: malformed, forged, sealed with another key, or unsealed while a key is set.
+    """
+    _check_key(key)
+    h = parse_header(data)
+    body = data[HEADER_LEN:]
+    if len(body) != h.body_len:
+        raise PayloadError("body length does not match the header")
+    nonce, rest = body[:NONCE_LEN], body[NONCE_LEN:]
+    if h.sealed:
+        if key is None:
+            raise PayloadError("payload is sealed and no key was given")
+        try:
+            plain = ChaCha20Poly1305(key).decrypt(nonce, rest, data[:6])
+        except InvalidTag as exc:
+            raise PayloadError("authentication failed (wrong key or forged payload)") from exc
+        return Opened(SpeakerPayload.from_bytes(plain), True)
+    if key is not None:
+        raise PayloadError("payload is not sealed but a key is expected")
+    plain, crc = rest[:-4], rest[-4:]
+    if struct.unpack(">I", crc)[0] != binascii.crc32(plain):
+        raise PayloadError("payload checksum mismatch")
+    return Opened(SpeakerPayload.from_bytes(plain), False)
+
+
+def _bits(data: bytes) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(data, dtype=np.uint8))
+
+
+def _bytes(bits: np.ndarray) -> bytes:
+    return np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes()
+
+
+def coded_len(n_bytes: int) -> int:
+    """Coded bits for ``n_bytes`` of data (rate 1/2, terminated)."""
+    return 2 * (8 * n_bytes + K - 1)
+
+
+HEADER_CODED = coded_len(HEADER_LEN)
+
+
+def frame_bits(sealed_bytes: bytes) -> np.ndarray:
+    """The 0/1 bit frame for :func:`seal` output: sync, coded header, coded body."""
+    head, body = sealed_bytes[:HEADER_LEN], sealed_bytes[HEADER_LEN:]
+    return np.concatenate([SYNC, interleave(conv_encode(_bits(head))), interleave(conv_encode(_bits(body)))])
+
+
+def frame_len(body_len: int) -> int:
+    """Length in bits of a frame whose body has ``body_len`` bytes."""
+    return SYNC_BITS + HEADER_CODED + coded_len(body_len)
+
+
+@dataclass
+class ReceiverState:
+    """What the receiver knows so far (for status lines and ``csss extract``)."""
+
+    found: bool = False  # a frame header was decoded
+    authenticated: bool = False
+    opened: Opened | None = None
+    bits_to_lock: int | None = None  # soft bits consumed when the payload opened
+    copies: int = 0  # frame copies combined in the last attempt
+    failures: list[str] = field(default_factory=list)  # distinct reasons for rejected frames
+
+
+class PayloadReceiver:
+    """Streaming frame sync, soft combining of repeated copies, FEC decoding and opening.
+
+    Feed soft bits with :meth:`push`; it returns the state, which is locked once ``opened`` is set.
+    """
+
+    # normalized correlation; random data scores about N(0, 1/8); the header CRC rejects false hits
+    SYNC_THRESHOLD = 0.3
+
+    def __init__(self, key: bytes | None = None, max_bits: int = 1 << 20) -> None:
+        _check_key(key)
+        self.key = key
+        self.max_bits = max_bits
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything received."""
+        self._buf = np.zeros(0, dtype=np.float64)
+        self._consumed = 0  # bits pushed in total
+        self.state = ReceiverState()
+        self._anchor: int | None = None  # buffer index of a frame start
+        self._flen: int | None = None
+        self._tried_copies = 0
+
+    def _find_sync(self, start: int) -> int | None:
+        y = self._buf
+        n = len(y) - SYNC_BITS + 1
+        if n <= start:
+            return None
+        s = 2.0 * SYNC - 1.0
+        win = np.lib.stride_tricks.sliding_window_view(y, SYNC_BITS)[start:n]
+        corr = win @ s
+        norm = np.sum(np.abs(win), axis=1) + 1e-12
+        score = corr / norm
+        hits = np.flatnonzero(score > self.SYNC_THRESHOLD)
+        return int(start + hits[0]) if len(hits) else None
+
+    def _header_at(self, p: int) -> Header | None:
+        seg = self._buf[p + SYNC_BITS : p + SYNC_BITS + HEADER_CODED]
+        if len(seg) < HEADER_CODED:
+            return None
+        bits, _ = viterbi_decode(deinterleave(seg), 8 * HEADER_LEN)
+        try:
+            return parse_header(_bytes(bits))
+        except PayloadError:
+            return None
+
+    def push(self, soft: np.ndarray) -> ReceiverState:
+        """Add soft bits (positive = 1) and try to lock."""
+        if self.state.opened is not None:
+            self._consumed += len(soft)
+            return self.state
+        y = np.asarray(soft, dtype=np.float64).ravel()
+        if not np.all(np.isfinite(y)):
+            y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
+        self._buf = np.concatenate([self._buf, y])
+        self._consumed += len(y)
+        if self._anchor is None:
+            self._search()
+        if self._anchor is not None and self._flen is not None:
+            self._try_open()
+        if len(self._buf) > self.max_bits and self._anchor is None:
+            drop = len(self._buf) - self.max_bits
+            self._buf = self._buf[drop:]
+        return self.state
+
+    def _search(self) -> None:
+        start = 0
+        while True:
+            p = self._find_sync(start)
+            if p is None:
+                # keep only what could still hold the start of a sync word
+                keep = SYNC_BITS + HEADER_CODED
+                if len(self._buf) > keep:
+                    self._buf = self._buf[-keep:]
+                return
+            if p + SYNC_BITS + HEADER_CODED > len(self._buf):
+                self._buf = self._buf[p:]
+                return
+            h = self._header_at(p)
+            if h is None:
+                start = p + 1
+                continue
+            self._buf = self._buf[p:]
+            self._anchor = 0
+            self._flen = frame_len(h.body_len)
+            self.state.found = True
+            return
+
+    def _try_open(self) -> None:
+        assert self._flen is not None
+        flen = self._flen
+        copies = len(self._buf) // flen
+        if copies == 0 or copies == self._tried_copies:
+            return
+        self._tried_copies = copies
+        acc = self._buf[: copies * flen].reshape(copies, flen).sum(axis=0)
+        self.state.copies = copies
+        h_bits, _ = viterbi_decode(deinterleave(acc[SYNC_BITS : SYNC_BITS + HEADER_CODED]), 8 * HEADER_LEN)
+        head = _bytes(h_bits)
+        try:
+            h = parse_header(head)
+        except PayloadError as exc:
+            self._note(str(exc))
+            return
+        body_soft = acc[SYNC_BITS + HEADER_CODED :]
+        if len(body_soft) != coded_len(h.body_len):
+            self._note("frame length changed")
+            self._restart()
+            return
+        b_bits, _ = viterbi_decode(deinterleave(body_soft), 8 * h.body_len)
+        try:
+            opened = open_sealed(head + _bytes(b_bits), self.key)
+        except PayloadError as exc:
+            self._note(str(exc))
+            if copies >= 8:
+                self._restart()  # persistent failure: maybe a false lock, look again
+            return
+        self.state.opened = opened
+        self.state.authenticated = opened.authenticated
+        # bits consumed up to the end of the last combined copy
+        self.state.bits_to_lock = self._consumed - (len(self._buf) - copies * flen)
+
+    def _note(self, reason: str) -> None:
+        if reason not in self.state.failures:
+            self.state.failures.append(reason)
+
+    def _restart(self) -> None:
+        self._buf = self._buf[1:]
+        self._anchor = None
+        self._flen = None
+        self._tried_copies = 0
+        self._search()

@@ -1,0 +1,154 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from csss_core import fec
+from csss_core.payload import (
+    HEADER_LEN,
+    PayloadError,
+    PayloadReceiver,
+    SpeakerPayload,
+    frame_bits,
+    new_key,
+    open_sealed,
+    parse_header,
+    seal,
+)
+
+RNG = np.random.default_rng(7)
+EMB = RNG.normal(size=128).astype(np.float32)
+
+
+def cosine(a, b):
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def test_seal_open_roundtrip_keeps_embedding():
+    key = new_key()
+    blob = seal(SpeakerPayload(EMB), key)
+    opened = open_sealed(blob, key)
+    assert opened.authenticated
+    assert cosine(opened.payload.embedding, EMB) > 0.9999
+    unsealed = open_sealed(seal(SpeakerPayload(EMB), None), None)
+    assert not unsealed.authenticated and cosine(unsealed.payload.embedding, EMB) > 0.9999
+
+
+def test_wrong_key_and_policy_errors():
+    blob = seal(SpeakerPayload(EMB), new_key())
+    with pytest.raises(PayloadError, match="authentication failed"):
+        open_sealed(blob, new_key())
+    with pytest.raises(PayloadError, match="no key"):
+        open_sealed(blob, None)
+    with pytest.raises(PayloadError, match="not sealed"):
+        open_sealed(seal(SpeakerPayload(EMB), None), new_key())
+    with pytest.raises(PayloadError, match="32 bytes"):
+        seal(SpeakerPayload(EMB), b"short")
+    with pytest.raises(PayloadError):
+        SpeakerPayload(np.array([np.nan]))
+    with pytest.raises(PayloadError):
+        SpeakerPayload(np.zeros(0))
+
+
+def test_fuzzed_payloads_are_never_accepted():
+    """100,000 forged, altered and wrong-key attempts: none accepted."""
+    key = new_key()
+    good = seal(SpeakerPayload(EMB), key)
+    rng = np.random.default_rng(123)
+    accepted = 0
+    n = 100_000
+    for i in range(n):
+        kind = i % 5
+        b = bytearray(good)
+        if kind == 0:  # flip 1..8 random bits
+            for _ in range(rng.integers(1, 9)):
+                j = int(rng.integers(0, len(b) * 8))
+                b[j // 8] ^= 1 << (j % 8)
+        elif kind == 1:  # truncate or extend
+            b = b[: int(rng.integers(0, len(b)))] if rng.random() < 0.5 else b + bytes(rng.integers(0, 256, 5))
+        elif kind == 2:  # valid header, random body (forgery)
+            b = b[:HEADER_LEN] + bytearray(rng.integers(0, 256, len(b) - HEADER_LEN, dtype=np.uint8).tobytes())
+        elif kind == 3:  # entirely random bytes
+            b = bytearray(rng.integers(0, 256, int(rng.integers(0, 300)), dtype=np.uint8).tobytes())
+        else:  # the genuine blob under a wrong key
+            try:
+                open_sealed(bytes(b), bytes(rng.integers(0, 256, 32, dtype=np.uint8).tobytes()))
+                accepted += 1
+            except PayloadError:
+                pass
+            continue
+        if bytes(b) == good:
+            continue
+        try:
+            open_sealed(bytes(b), key)
+            accepted += 1
+        except PayloadError:
+            pass
+    assert accepted == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400))
+def test_arbitrary_bytes_raise_payload_error_only(data):
+    for key in (None, b"k" * 32):
+        try:
+            open_sealed(data, key)
+        except PayloadError:
+            pass
+    try:
+        parse_header(data)
+    except PayloadError:
+        pass
+
+
+def test_viterbi_corrects_noisy_channel():
+    rng = np.random.default_rng(0)
+    bits = rng.integers(0, 2, 500)
+    coded = fec.conv_encode(bits)
+    soft = (2.0 * coded - 1) + rng.normal(0, 0.6, coded.size)
+    assert np.mean((soft > 0) != coded) > 0.04  # the raw channel really is noisy
+    dec, metric = fec.viterbi_decode(soft, 500)
+    assert np.array_equal(dec, bits) and 0 < metric < 1
+    x = np.arange(1000)
+    assert np.array_equal(fec.deinterleave(fec.interleave(x)), x)
+    assert not np.array_equal(fec.interleave(x), x)
+
+
+def _stream(bits, copies, sigma, lead, rng):
+    parts = [rng.normal(size=lead)] + [(2.0 * bits - 1) + rng.normal(0, sigma, bits.size) for _ in range(copies)]
+    return np.concatenate(parts)
+
+
+@pytest.mark.parametrize("sigma,max_copies", [(0.3, 1), (0.8, 3), (1.0, 4)])
+def test_receiver_locks_at_any_offset_combining_copies(sigma, max_copies):
+    rng = np.random.default_rng(int(sigma * 10))
+    key = new_key()
+    fb = frame_bits(seal(SpeakerPayload(EMB), key))
+    lead = int(rng.integers(0, 3000))
+    stream = _stream(fb, 6, sigma, lead, rng)
+    rx = PayloadReceiver(key)
+    for i in range(0, stream.size, 160):
+        state = rx.push(stream[i : i + 160])
+        if state.opened:
+            break
+    assert state.opened is not None and state.authenticated
+    assert state.copies <= max_copies
+    assert state.bits_to_lock is not None and state.bits_to_lock <= lead + max_copies * fb.size + 160
+    assert cosine(state.opened.payload.embedding, EMB) > 0.9999
+
+
+def test_receiver_with_wrong_key_never_locks_and_says_why():
+    rng = np.random.default_rng(5)
+    fb = frame_bits(seal(SpeakerPayload(EMB), new_key()))
+    rx = PayloadReceiver(new_key())
+    state = rx.push(_stream(fb, 4, 0.3, 100, rng))
+    assert state.found and state.opened is None
+    assert any("authentication failed" in f for f in state.failures)
+
+
+def test_receiver_ignores_noise_and_garbage():
+    rng = np.random.default_rng(9)
+    rx = PayloadReceiver(new_key())
+    state = rx.push(rng.normal(size=50_000))
+    state = rx.push(np.full(100, np.nan))
+    assert not state.found and state.opened is None
