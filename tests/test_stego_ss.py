@@ -1,0 +1,64 @@
+import numpy as np
+
+from csss_core.audio import AudioChunk
+from csss_core.channel import opus_roundtrip
+from csss_core.evaluation.metrics import snr_db
+from csss_core.payload import SpeakerPayload, frame_bits, new_key, seal
+from csss_core.stage import streaming_offline_difference
+from csss_core.stego_ss import SSConfig, SSEmbedStage, SSExtractor, embed
+
+from .conftest import speech
+
+
+def _long_speech(corpus, seconds):
+    parts = []
+    for s in corpus.speakers:
+        for i in range(6):
+            parts.append(speech(corpus, s, i))
+    x = np.concatenate(parts)
+    assert len(x) >= seconds * 16000
+    return x[: seconds * 16000]
+
+
+def _extract(z, key, cfg):
+    ex = SSExtractor(key, cfg)
+    for i in range(0, len(z), 320):
+        state = ex.push(z[i : i + 320])
+        if state.opened:
+            break
+    return ex, state
+
+
+def test_ss_payload_survives_opus_96k(tiny_corpus):
+    x = _long_speech(tiny_corpus, 40)
+    key = new_key()
+    emb = np.random.default_rng(1).normal(size=128).astype(np.float32)
+    bits = frame_bits(seal(SpeakerPayload(emb), key))
+    cfg = SSConfig()
+    y = embed(x, bits, cfg)
+    assert snr_db(x, y) > 24.0
+    z = opus_roundtrip(y, bitrate=96_000)
+    ex, state = _extract(z, key, cfg)
+    assert state.opened is not None and state.authenticated
+    got = state.opened.payload.embedding
+    assert float(got @ emb / np.linalg.norm(got) / np.linalg.norm(emb)) > 0.999
+    assert ex.seconds_to_lock is not None and ex.seconds_to_lock < 31.0  # one 28.9 s frame at 100 bit/s
+    _, wrong = _extract(z, new_key(), cfg)
+    assert wrong.opened is None and wrong.found
+
+
+def test_ss_without_payload_finds_nothing(tiny_corpus):
+    x = _long_speech(tiny_corpus, 35)
+    _, state = _extract(opus_roundtrip(x), new_key(), SSConfig())
+    assert not state.found and state.opened is None
+
+
+def test_ss_streaming_equals_offline(tiny_corpus):
+    x = speech(tiny_corpus, "fest_ked", 0)[: 320 * 30]
+    bits = np.random.default_rng(0).integers(0, 2, 77).astype(np.uint8)
+    diff = streaming_offline_difference(lambda: SSEmbedStage(bits), x, 16000, 320,
+                                        offline=lambda v: embed(v, bits))
+    assert diff < 1e-6
+    st = SSEmbedStage(bits)
+    out = st.process(AudioChunk(x[:320], 16000))
+    assert len(out) == 320 and st.latency_s == 0.0
