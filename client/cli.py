@@ -61,6 +61,34 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_anonymize(args: argparse.Namespace) -> int:
+    import secrets
+
+    from csss_core.anonymizer import Anonymizer
+    from csss_core.audio import INTERNAL_SAMPLE_RATE, read_audio, write_audio
+
+    x, _ = read_audio(args.input)
+    seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    res = Anonymizer(asv_check=not args.no_asv_check).anonymize(x, seed)
+    write_audio(args.output, res.audio, INTERNAL_SAMPLE_RATE)
+    dist = "n/a" if res.asv_distance is None else f"{res.asv_distance:.2f}"
+    print(f"wrote {args.output}: pseudo-voice of seed {seed} (ASV cosine distance to the real voice {dist}, "
+          f"{res.redraws} redraws; pitch x{res.offsets.pitch:.3f}, energy x{res.offsets.energy:.3f})")
+    return 0
+
+
+def _cmd_embed_speaker(args: argparse.Namespace) -> int:
+    import json
+
+    from csss_core.anonymizer import Anonymizer
+    from csss_core.audio import read_audio
+
+    x, _ = read_audio(args.input)
+    emb = Anonymizer(asv_check=False).embed_speaker(x)
+    print(json.dumps({"embedding": [round(float(v), 6) for v in emb.to_vector()]}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``csss``."""
     p = argparse.ArgumentParser(prog="csss", description="CSSS: private voice calls and their evaluation")
@@ -76,10 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--jobs", type=int, default=2, help="synthesizers run at once")
     b.set_defaults(func=_cmd_corpus_build)
 
+    a = sub.add_parser("anonymize", help="convert speech into a pseudo-speaker's voice")
+    a.add_argument("input")
+    a.add_argument("output", help=".wav, .flac or .ogg")
+    a.add_argument("--seed", type=int, default=None, help="pseudo-voice seed (default: random)")
+    a.add_argument("--no-asv-check", action="store_true", help="skip the ASV distance check when drawing")
+    a.set_defaults(func=_cmd_anonymize)
+
+    es = sub.add_parser("embed-speaker", help="print the speaker embedding that anonymize would hide")
+    es.add_argument("input")
+    es.set_defaults(func=_cmd_embed_speaker)
+
     e = sub.add_parser("eval", help="evaluate systems side by side (privacy, utility, quality, speed)")
     e.add_argument("--corpus", default="corpus", help="corpus folder (csss corpus build)")
     e.add_argument("--systems", default="identity,mcadams,chimera",
-                   help="comma-separated: identity, mcadams, chimera, cmd:TEMPLATE, py:MODULE:FUNC")
+                   help="comma-separated: identity, mcadams, chimera, csss, cmd:TEMPLATE, py:MODULE:FUNC")
     e.add_argument("--attackers", default="ge2e,dvector", help="comma-separated ASV attackers")
     e.add_argument("--out", default="eval_out", help="report folder")
     e.add_argument("--max-speakers", type=int, default=None)

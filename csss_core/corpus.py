@@ -38,6 +38,7 @@ class Voice:
     engine: str  # "espeak-ng" | "flite" | "festival"
     name: str
     source_speaker: str  # the human the voice was built from, where known
+    pitch: int | None = None  # espeak-ng base pitch 0..99 (None: the variant's own)
 
 
 VOICES: tuple[Voice, ...] = (
@@ -57,6 +58,35 @@ VOICES: tuple[Voice, ...] = (
     Voice("esp_rp_f5", "espeak-ng", "en-gb-x-rp+f5", "espeak"),
     Voice("esp_029_m2", "espeak-ng", "en-029+m2", "espeak"),
 )
+
+
+ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-gb-x-gbclan", "en-us-nyc")
+ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2",
+                   "klatt3", "klatt4", "Alex", "Andy", "Annie", "belinda", "benjamin", "Denis", "edward", "Gene",
+                   "iven", "john", "linda", "Michael", "norbert", "paul", "steph")
+
+
+def pool_voices(n: int = 120, seed: int = 1) -> tuple[Voice, ...]:
+    """A larger pool of voices for training models (not the evaluation corpus's voices).
+
+    espeak-ng accent x variant x base pitch combinations, drawn deterministically, plus the
+    flite and festival voices are left out (they are in the evaluation corpus).
+    """
+    rng = np.random.default_rng(seed)
+    combos = [(a, v) for a in ESPEAK_ACCENTS for v in ESPEAK_VARIANTS]
+    order = rng.permutation(len(combos))
+    used = {v.name for v in VOICES}
+    out: list[Voice] = []
+    for i in order:
+        a, v = combos[int(i)]
+        name = f"{a}+{v}"
+        if name in used:
+            continue
+        pitch = int(rng.integers(15, 85))
+        out.append(Voice(f"pool_{a}_{v}_p{pitch}".replace("-", ""), "espeak-ng", name, "espeak", pitch))
+        if len(out) >= n:
+            break
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -94,7 +124,10 @@ def missing_synthesizers() -> list[str]:
 def _synthesize(voice: Voice, text: str, out_wav: Path) -> None:
     """Run one synthesizer and write its raw output to ``out_wav``."""
     if voice.engine == "espeak-ng":
-        cmd = ["espeak-ng", "-v", voice.name, "-w", str(out_wav), text]
+        cmd = ["espeak-ng", "-v", voice.name, "-w", str(out_wav)]
+        if voice.pitch is not None:
+            cmd += ["-p", str(voice.pitch)]
+        cmd.append(text)
         subprocess.run(cmd, check=True, capture_output=True, timeout=60)
     elif voice.engine == "flite":
         cmd = ["flite", "-voice", voice.name, "-t", text, "-o", str(out_wav)]
@@ -132,6 +165,7 @@ def build_corpus(
     n_enroll: int = 5,
     jobs: int = 2,
     progress: Callable[[int, int], None] | None = None,
+    first_sentence: int = 0,
 ) -> list[Utterance]:
     """Synthesize the corpus into ``out_dir`` and write its manifest.
 
@@ -144,11 +178,13 @@ def build_corpus(
         n_enroll: how many of them form the enrollment split.
         jobs: synthesizer processes run at once.
         progress: called with ``(done, total)`` after each file.
+        first_sentence: index of the first bundled sentence used (model-training pools use the
+            sentences after the evaluation corpus's, so no text is shared).
     """
     missing = missing_synthesizers()
     if missing:
         raise RuntimeError(f"missing synthesizers {missing}: apt-get install espeak-ng flite festival")
-    texts = sentences()
+    texts = sentences()[first_sentence:]
     if not 1 <= n_sentences <= len(texts):
         raise ValueError(f"n_sentences must be in [1, {len(texts)}]")
     if not 1 <= n_enroll < n_sentences:

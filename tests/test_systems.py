@@ -48,7 +48,7 @@ def test_system_specs(tone):
     ch = make_system("chimera")
     y = ch.process(tone, 7)
     assert y.ndim == 1 and len(y) > 0 and np.all(np.isfinite(y))
-    with pytest.raises(ValueError, match="known: identity, mcadams, chimera"):
+    with pytest.raises(ValueError, match="known: identity, mcadams, chimera, csss"):
         make_system("nope")
     with pytest.raises(ValueError):
         make_system("cmd:echo {in}")

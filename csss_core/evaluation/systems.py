@@ -123,6 +123,15 @@ BUILTIN: dict[str, Callable[[], System]] = {
 }
 
 
+def _csss() -> System:
+    from csss_core.anonymizer import CSSSSystem
+
+    return CSSSSystem()
+
+
+BUILTIN["csss"] = _csss
+
+
 def register_system(name: str, factory: Callable[[], System]) -> None:
     """Add a named system (used by later components such as the CSSS converter)."""
     BUILTIN[name] = factory

@@ -1,0 +1,127 @@
+"""The sender's anonymizer and the speaker-embedding entry points (``csss anonymize``, ``embed-speaker``).
+
+anonymize(x, seed): estimate the real speaker's embedding from ``x``; draw the call's pseudo-speaker
+from the GAN with ``seed`` (redrawn until it is in the human range and, by the GE2E ASV model, at
+least ``min_asv_distance`` in cosine distance from the real voice); draw the per-call prosody
+offsets from ``seed``; convert.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+
+from csss_core.audio import INTERNAL_SAMPLE_RATE, AudioError
+from csss_core.converter import FrameMapper, Offsets, convert
+from csss_core.pseudo_speaker import PseudoSpeakerModel, load_pseudo_speaker_model
+from csss_core.speaker import Codebook, SpeakerEmbedding, SpeakerEstimator, load_codebook
+from csss_core.vocoder import analyze
+
+CHECK_SECONDS = 4.0  # audio rendered in a candidate pseudo-voice for the ASV distance check
+
+
+@dataclass(frozen=True)
+class AnonymizeResult:
+    """The pseudo-voice audio and what produced it (the first two travel hidden)."""
+
+    audio: np.ndarray
+    source: np.ndarray  # the real speaker's embedding
+    pseudo: np.ndarray  # the call's pseudo-speaker embedding
+    offsets: Offsets
+    redraws: int
+    asv_distance: float | None
+
+
+class Anonymizer:
+    """Loaded models and the conversion settings."""
+
+    def __init__(self, beta: float = 1.0, min_asv_distance: float = 0.3, asv_check: bool = True,
+                 codebook: Codebook | None = None, gan: PseudoSpeakerModel | None = None) -> None:
+        self.cb = codebook or load_codebook()
+        self.gan = gan or load_pseudo_speaker_model()
+        if self.gan.dim != self.cb.dim:
+            raise RuntimeError(f"generator makes {self.gan.dim}-d embeddings, codebook needs {self.cb.dim}")
+        self.beta = beta
+        self.min_asv_distance = min_asv_distance
+        self.asv_check = asv_check
+        self._asv = None
+        if asv_check:
+            from resemblyzer import VoiceEncoder
+
+            self._asv = VoiceEncoder(device="cpu", verbose=False)
+
+    def embed_speaker(self, x: np.ndarray) -> SpeakerEmbedding:
+        """The real speaker's embedding estimated from 16 kHz speech."""
+        if len(x) < INTERNAL_SAMPLE_RATE // 4:
+            raise AudioError("need at least 0.25 s of audio to estimate a speaker")
+        est = SpeakerEstimator(self.cb)
+        est.update(analyze(x))
+        if est.n_frames < 20:
+            raise AudioError("no speech found (silent or too quiet input)")
+        try:
+            return est.estimate()
+        except ValueError as exc:
+            raise AudioError(str(exc)) from exc
+
+    def _asv_embed(self, x: np.ndarray) -> np.ndarray:
+        from resemblyzer import preprocess_wav
+
+        assert self._asv is not None
+        w = preprocess_wav(np.asarray(x, np.float32), source_sr=INTERNAL_SAMPLE_RATE)
+        if len(w) < INTERNAL_SAMPLE_RATE // 2:
+            w = np.asarray(x, np.float32)
+        e = self._asv.embed_utterance(w)
+        return e / (np.linalg.norm(e) + 1e-12)
+
+    def anonymize(self, x: np.ndarray, seed: int) -> AnonymizeResult:
+        """Convert ``x`` into the pseudo-voice chosen by ``seed``."""
+        src = self.embed_speaker(x)
+        rng = np.random.default_rng([seed, 0x0FF5E7])
+        offsets = Offsets.draw(rng)
+        tried: list[tuple[float, np.ndarray]] = []
+        head = x[: int(CHECK_SECONDS * INTERNAL_SAMPLE_RATE)]
+        real_asv = self._asv_embed(head) if self._asv is not None else None
+
+        def far_enough(v: np.ndarray) -> bool:
+            if real_asv is None:
+                return True
+            tgt = SpeakerEmbedding.from_vector(v, self.cb.k)
+            y = convert(head, FrameMapper(self.cb, src, tgt, offsets, self.beta))
+            d = 1.0 - float(real_asv @ self._asv_embed(y))
+            tried.append((d, v))
+            return d >= self.min_asv_distance
+
+        max_draws = 16
+        try:
+            pseudo, redraws = self.gan.sample(seed, far_enough, max_draws=max_draws)
+        except RuntimeError:
+            if not tried:
+                raise
+            # keep the farthest candidate rather than fail the call; redraws == max_draws marks it
+            pseudo, redraws = max(tried, key=lambda t: t[0])[1].astype(np.float32), max_draws
+        tgt = SpeakerEmbedding.from_vector(pseudo, self.cb.k)
+        y = convert(x, FrameMapper(self.cb, src, tgt, offsets, self.beta))
+        dist = next((d for d, v in reversed(tried) if np.array_equal(v.astype(np.float32), pseudo)), None)
+        return AnonymizeResult(y, src.to_vector(), pseudo, offsets, redraws, dist)
+
+
+@cache
+def default_anonymizer() -> Anonymizer:
+    """The shared anonymizer (models loaded once per process)."""
+    return Anonymizer()
+
+
+class CSSSSystem:
+    """The CSSS anonymizer as an evaluation system."""
+
+    name = "csss"
+    seeded = True
+
+    def __init__(self) -> None:
+        self._anon = default_anonymizer()
+
+    def process(self, wav: np.ndarray, seed: int) -> np.ndarray:
+        """Anonymize with the pseudo-speaker of ``seed``."""
+        return self._anon.anonymize(wav, seed).audio

@@ -1,0 +1,97 @@
+"""The identity converter: ``convert(chunk, source, target)`` on vocoder parameters.
+
+Per frame: the envelope's class-conditional structure is replaced (each acoustic class's source
+mean swapped for the target's, weighted by the frame's class posteriors; ``beta`` < 1 also shrinks
+what remains of the source within its class), log-F0 is mapped from the source's mean/std to the
+target's, and random per-call pitch and energy offsets are applied (the paper's prosody offsets).
+The words, the F0 contour's shape, the energy contour and the timing are kept.
+
+Anonymize = convert(x, source=embed(x), target=pseudo); reconstruct = convert(y, source=pseudo,
+target=real) with the offsets inverted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from csss_core.audio import AudioChunk
+from csss_core.speaker import Codebook, SpeakerEmbedding
+from csss_core.vocoder import Frames, VocoderStage, process_offline
+
+
+@dataclass(frozen=True)
+class Offsets:
+    """Per-call prosody offsets: F0 and energy multipliers."""
+
+    pitch: float = 1.0
+    energy: float = 1.0
+
+    def inverse(self) -> Offsets:
+        """The offsets that undo these."""
+        return Offsets(1.0 / self.pitch, 1.0 / self.energy)
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator) -> Offsets:
+        """Random offsets: pitch x [0.92, 1.08], energy x [0.8, 1.25]."""
+        return cls(float(np.exp(rng.uniform(-0.08, 0.08))), float(np.exp(rng.uniform(-0.22, 0.22))))
+
+
+class FrameMapper:
+    """The frame transform that converts ``source`` into ``target``."""
+
+    def __init__(self, codebook: Codebook, source: SpeakerEmbedding, target: SpeakerEmbedding,
+                 offsets: Offsets = Offsets(), beta: float = 1.0) -> None:
+        self.cb = codebook
+        self.src = source
+        self.tgt = target
+        self.off = offsets
+        self.beta = beta
+        self._src_mean = torch.from_numpy(source.global_mean(codebook.priors))
+        self._src_cls = torch.from_numpy(source.class_means)
+        self._tgt_cls = torch.from_numpy(target.class_means)
+
+    def __call__(self, fr: Frames) -> Frames:
+        """Map frames."""
+        env = fr.mcep[:, 1:]
+        dev = env.device
+        post = self.cb.posteriors(env - self._src_mean.to(dev))
+        src_fit = post @ self._src_cls.to(dev)
+        tgt_fit = post @ self._tgt_cls.to(dev)
+        new_env = tgt_fit + self.beta * (env - src_fit)
+        mcep = torch.cat([fr.mcep[:, :1], new_env], dim=1)
+        voiced = fr.f0 > 0
+        lf0 = torch.log(torch.where(voiced, fr.f0, torch.ones_like(fr.f0)))
+        z = (lf0 - self.src.logf0_mean) / self.src.logf0_std
+        new_lf0 = z * self.tgt.logf0_std + self.tgt.logf0_mean + math.log(self.off.pitch)
+        f0 = torch.where(voiced, torch.exp(new_lf0).clamp(50.0, 600.0), torch.zeros_like(fr.f0))
+        return Frames(f0, fr.harm, fr.power * self.off.energy, mcep)
+
+
+class ConverterStage:
+    """Streaming converter: a vocoder stage with the frame mapper as its transform (20 ms latency)."""
+
+    def __init__(self, mapper: FrameMapper, device: str = "cpu") -> None:
+        self.mapper = mapper
+        self._voc = VocoderStage(mapper, device)
+
+    @property
+    def latency_s(self) -> float:
+        """Algorithmic delay in seconds."""
+        return self._voc.latency_s
+
+    def process(self, chunk: AudioChunk) -> AudioChunk:
+        """Convert one chunk."""
+        return self._voc.process(chunk)
+
+    def reset(self) -> None:
+        """Forget the stream."""
+        self._voc.reset()
+
+
+def convert(x: np.ndarray, mapper: FrameMapper, device: str = "cpu") -> np.ndarray:
+    """Convert a whole 16 kHz signal (same result as streaming, time-aligned with ``x``)."""
+    return process_offline(x, mapper, device=device)
