@@ -132,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run a subcommand, exit non-zero with a one-line reason on failure."""
+    import warnings
+
+    # webrtcvad (a resemblyzer dependency) imports the deprecated pkg_resources; not the user's concern
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 
 from csss_core.audio import INTERNAL_SAMPLE_RATE, AudioError
 from csss_core.converter import FrameMapper, Offsets, convert
 from csss_core.pseudo_speaker import PseudoSpeakerModel, load_pseudo_speaker_model
-from csss_core.speaker import Codebook, SpeakerEmbedding, SpeakerEstimator, load_codebook
+from csss_core.speaker import MODEL_DIR, Codebook, SpeakerEmbedding, SpeakerEstimator, load_codebook
 from csss_core.vocoder import analyze
 
 CHECK_SECONDS = 4.0  # audio rendered in a candidate pseudo-voice for the ASV distance check
@@ -121,7 +122,29 @@ class CSSSSystem:
 
     def __init__(self) -> None:
         self._anon = default_anonymizer()
+        self._draws: list[int] = []
+        self._dists: list[float] = []
 
     def process(self, wav: np.ndarray, seed: int) -> np.ndarray:
         """Anonymize with the pseudo-speaker of ``seed``."""
-        return self._anon.anonymize(wav, seed).audio
+        r = self._anon.anonymize(wav, seed)
+        self._draws.append(r.redraws)
+        if r.asv_distance is not None:
+            self._dists.append(r.asv_distance)
+        return r.audio
+
+    def report(self, out_dir: Path) -> dict[str, object]:
+        """Redraw statistics and the GAN sample plot for the evaluation report."""
+        from csss_core.pseudo_speaker import plot_samples
+
+        real = np.load(MODEL_DIR / "pseudo_gan_train_embeddings.npy").astype(np.float64)
+        plot_samples(self._anon.gan, real, out_dir / "gan_samples.png")
+        draws = np.array(self._draws) if self._draws else np.zeros(1)
+        return {
+            "images": ["gan_samples.png"],
+            "pseudo-voices drawn": int(len(self._draws)),
+            "fraction of pseudo-voices needing a redraw": round(float(np.mean(draws > 0)), 3),
+            "mean redraws per pseudo-voice": round(float(np.mean(draws)), 2),
+            "median ASV cosine distance pseudo vs real (GE2E, first 4 s)": round(float(np.median(self._dists)), 3)
+            if self._dists else None,
+        }

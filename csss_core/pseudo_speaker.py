@@ -160,3 +160,30 @@ def train_wgan_gp(data: np.ndarray, steps: int = 3000, seed: int = 0, lr: float 
     cov_inv = np.linalg.inv(cov)
     d = np.sqrt(np.einsum("ni,ij,nj->n", z, cov_inv, z))
     return PseudoSpeakerModel(g, mean, std, cov_inv, float(np.percentile(d, 99) * 1.2)), curve
+
+
+def plot_samples(model: PseudoSpeakerModel, real: np.ndarray, path: Path, n: int = 500, seed: int = 0) -> None:
+    """2-D PCA projection of real (training) vs generated embeddings, saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gen = model.generate(np.random.default_rng(seed), n)
+    ok = np.array([model.in_human_range(v) for v in gen])
+    zr = (real - model.mean) / model.std
+    zg = (gen - model.mean) / model.std
+    mu = zr.mean(axis=0)
+    _, _, vt = np.linalg.svd(zr - mu, full_matrices=False)
+    pr, pg = (zr - mu) @ vt[:2].T, (zg - mu) @ vt[:2].T
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.scatter(pg[ok, 0], pg[ok, 1], s=6, alpha=0.5, label=f"generated, accepted ({ok.mean():.0%})")
+    ax.scatter(pg[~ok, 0], pg[~ok, 1], s=6, alpha=0.5, marker="x", label="generated, outside human range")
+    ax.scatter(pr[:, 0], pr[:, 1], s=14, c="k", label=f"training voices ({len(real)})")
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    ax.set_title("Speaker embeddings: real vs GAN (PCA of real)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -69,6 +69,7 @@ class SystemResult:
     rho_f0: float
     rtf: float
     n_trials: int
+    extras: dict[str, Any] = field(default_factory=dict)
     scores: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict, repr=False)
 
 
@@ -206,6 +207,7 @@ class Evaluator:
             if self.cfg.save_audio:
                 write_audio(self.cfg.out_dir / "audio" / system.name / f"{u.utt_id}.wav", y, INTERNAL_SAMPLE_RATE)
             self.progress(f"quality: {system.name}", i + 1, len(self.trials))
+        self.cfg.out_dir.mkdir(parents=True, exist_ok=True)
         return SystemResult(
             name=system.name,
             eer=eer,
@@ -218,6 +220,7 @@ class Evaluator:
             rho_f0=_nanmean(rho_l),
             rtf=_nanmedian(rtf),
             n_trials=len(self.trials),
+            extras=system.report(self.cfg.out_dir) if hasattr(system, "report") else {},
             scores=scores,
         )
 
@@ -361,6 +364,11 @@ def write_report(results: list[SystemResult], corpus: Corpus, cfg: EvalConfig, e
         "![metrics](metrics.png)",
         "",
     ]
+    for r in results:
+        if r.extras:
+            md += [f"## {r.name}", ""]
+            md += [f"- {k}: {v}" for k, v in r.extras.items() if k != "images"]
+            md += [""] + [f"![{img}]({img})" for img in r.extras.get("images", [])] + [""]
     report = out / "report.md"
     report.write_text("\n".join(md), encoding="utf-8")
     payload: dict[str, Any] = {

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from csss_core.audio import AudioChunk
+from csss_core.evaluation.attackers import get_attacker
+from csss_core.stage import run_streaming
+from csss_core.vocoder import HOP, LOOKAHEAD, VocoderStage, analyze, process_offline
+
+from .conftest import speech
+
+
+def test_streaming_equals_offline_for_any_chunking(tiny_corpus):
+    x = speech(tiny_corpus, "flite_slt", 0)[: 16000 * 2]
+    x = x[: len(x) - len(x) % (HOP * 6)]
+    offline = process_offline(x)
+    for chunk in (320, HOP * 3):
+        st = VocoderStage()
+        streamed = run_streaming(st, np.concatenate([x, np.zeros(LOOKAHEAD * 3, np.float32)]), 16000, chunk)
+        assert np.max(np.abs(streamed[LOOKAHEAD : LOOKAHEAD + len(x)] - offline)) < 1e-5
+    assert VocoderStage().latency_s == pytest.approx(0.02)
+
+
+def test_copy_synthesis_keeps_voice_level_and_pitch(tiny_corpus):
+    ge2e = get_attacker("ge2e")
+    for spk in ("flite_slt", "fest_ked"):
+        x = speech(tiny_corpus, spk, 1)
+        y = process_offline(x)
+        assert len(y) == len(x)
+        assert float(ge2e.embed(x) @ ge2e.embed(y)) > 0.85
+        assert np.sqrt(np.mean(y**2)) == pytest.approx(np.sqrt(np.mean(x**2)), rel=0.2)
+        fx, fy = analyze(x).f0.numpy(), analyze(y).f0.numpy()
+        both = (fx > 0) & (fy > 0)
+        assert both.sum() > 50
+        assert np.median(np.abs(np.log(fy[both] / fx[both]))) < 0.05  # within 5% of the input's F0
+
+
+def test_f0_tracking_on_a_known_tone():
+    sr = 16000
+    t = np.arange(sr) / sr
+    x = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 6)).astype(np.float32) * 0.2
+    f0 = analyze(x).f0.numpy()
+    mid = f0[10:-10]
+    assert np.all(np.abs(mid - 150) < 2)
+
+
+def test_silence_stays_silent_and_bad_chunks_are_rejected():
+    y = process_offline(np.zeros(16000, np.float32))
+    assert np.max(np.abs(y)) < 1e-3
+    with pytest.raises(ValueError, match="multiple"):
+        VocoderStage().process(AudioChunk(np.zeros(100, np.float32), 16000))
+    with pytest.raises(ValueError, match="Hz"):
+        VocoderStage().process(AudioChunk(np.zeros(320, np.float32), 48000))
