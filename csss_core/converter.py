@@ -44,12 +44,14 @@ class FrameMapper:
     """The frame transform that converts ``source`` into ``target``."""
 
     def __init__(self, codebook: Codebook, source: SpeakerEmbedding, target: SpeakerEmbedding,
-                 offsets: Offsets = Offsets(), beta: float = 1.0) -> None:
+                 offsets: Offsets = Offsets(), beta: float | np.ndarray = 1.0,
+                 harmonicity: float | None = None) -> None:
         self.cb = codebook
         self.src = source
         self.tgt = target
         self.off = offsets
-        self.beta = beta
+        self.beta = torch.as_tensor(np.broadcast_to(np.asarray(beta, dtype=np.float64), (source.class_means.shape[1],)).copy())
+        self.harmonicity = harmonicity
         self._src_mean = torch.from_numpy(source.global_mean(codebook.priors))
         self._src_cls = torch.from_numpy(source.class_means)
         self._tgt_cls = torch.from_numpy(target.class_means)
@@ -61,14 +63,16 @@ class FrameMapper:
         post = self.cb.posteriors(env - self._src_mean.to(dev))
         src_fit = post @ self._src_cls.to(dev)
         tgt_fit = post @ self._tgt_cls.to(dev)
-        new_env = tgt_fit + self.beta * (env - src_fit)
+        new_env = tgt_fit + self.beta.to(dev) * (env - src_fit)
         mcep = torch.cat([fr.mcep[:, :1], new_env], dim=1)
         voiced = fr.f0 > 0
         lf0 = torch.log(torch.where(voiced, fr.f0, torch.ones_like(fr.f0)))
         z = (lf0 - self.src.logf0_mean) / self.src.logf0_std
         new_lf0 = z * self.tgt.logf0_std + self.tgt.logf0_mean + math.log(self.off.pitch)
         f0 = torch.where(voiced, torch.exp(new_lf0).clamp(50.0, 600.0), torch.zeros_like(fr.f0))
-        return Frames(f0, fr.harm, fr.power * self.off.energy, mcep)
+        harm = fr.harm if self.harmonicity is None else torch.where(voiced, torch.full_like(fr.harm, self.harmonicity),
+                                                                     torch.zeros_like(fr.harm))
+        return Frames(f0, harm, fr.power * self.off.energy, mcep)
 
 
 class ConverterStage:

@@ -39,5 +39,51 @@ def test_processing_moves_the_voice_away_from_its_speaker(tiny_corpus, name):
 
 
 def test_unknown_attacker():
-    with pytest.raises(ValueError, match="known: dvector, ge2e"):
+    with pytest.raises(ValueError, match="known: dvector, ge2e, ecapa:FOLDER"):
         get_attacker("xvector")
+
+
+ECAPA_YAML = """
+pretrained_path: {folder}
+compute_features: !new:speechbrain.lobes.features.Fbank
+    n_mels: 40
+mean_var_norm: !new:speechbrain.processing.features.InputNormalization
+    norm_type: sentence
+    std_norm: False
+embedding_model: !new:speechbrain.lobes.models.ECAPA_TDNN.ECAPA_TDNN
+    input_size: 40
+    channels: [32, 32, 32, 32, 96]
+    kernel_sizes: [5, 3, 3, 3, 1]
+    dilations: [1, 2, 3, 4, 1]
+    attention_channels: 16
+    lin_neurons: 24
+modules:
+    compute_features: !ref <compute_features>
+    mean_var_norm: !ref <mean_var_norm>
+    embedding_model: !ref <embedding_model>
+pretrainer: !new:speechbrain.utils.parameter_transfer.Pretrainer
+    collect_in: !ref <pretrained_path>
+    loadables:
+        embedding_model: !ref <embedding_model>
+    paths:
+        embedding_model: !ref <pretrained_path>/embedding_model.ckpt
+"""
+
+
+def test_ecapa_backend_loads_a_local_randomly_initialised_model(tmp_path, tiny_corpus):
+    import torch
+    from speechbrain.lobes.models.ECAPA_TDNN import ECAPA_TDNN
+
+    torch.manual_seed(0)
+    model = ECAPA_TDNN(40, channels=[32, 32, 32, 32, 96], kernel_sizes=[5, 3, 3, 3, 1], dilations=[1, 2, 3, 4, 1],
+                       attention_channels=16, lin_neurons=24)
+    torch.save(model.state_dict(), tmp_path / "embedding_model.ckpt")
+    (tmp_path / "hyperparams.yaml").write_text(ECAPA_YAML.format(folder=tmp_path))
+    att = get_attacker(f"ecapa:{tmp_path}")
+    a = att.embed(speech(tiny_corpus, "flite_slt", 0))
+    b = att.embed(speech(tiny_corpus, "flite_slt", 0))
+    c = att.embed(speech(tiny_corpus, "esp_us_m1", 0))
+    assert a.shape == (24,) and abs(np.linalg.norm(a) - 1) < 1e-6
+    assert np.allclose(a, b) and not np.allclose(a, c)
+    with pytest.raises(ValueError, match="hyperparams.yaml"):
+        get_attacker(f"ecapa:{tmp_path / 'nothing'}")

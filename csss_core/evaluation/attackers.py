@@ -83,14 +83,46 @@ class DVectorAttacker:
         return _unit(self._extract(x, self._hp, self._sess))
 
 
+class ECAPAAttacker:
+    """A SpeechBrain ECAPA-TDNN loaded from a local folder the user names (never downloaded).
+
+    The folder holds ``hyperparams.yaml`` (SpeechBrain's EncoderClassifier layout, as in
+    spkrec-ecapa-voxceleb) and the checkpoints it names.
+    """
+
+    def __init__(self, folder: str) -> None:
+        from pathlib import Path
+
+        from speechbrain.inference.speaker import EncoderClassifier
+
+        p = Path(folder).expanduser().resolve()
+        if not (p / "hyperparams.yaml").is_file():
+            raise ValueError(f"{p}: no hyperparams.yaml (a SpeechBrain ECAPA-TDNN folder is expected)")
+        self.name = f"ecapa:{p.name}"
+        self._model = EncoderClassifier.from_hparams(source=str(p), savedir=str(p), run_opts={"device": "cpu"})
+
+    def embed(self, wav: np.ndarray) -> np.ndarray:
+        """ECAPA embedding of 16 kHz audio."""
+        import torch
+
+        x = torch.from_numpy(np.asarray(wav, np.float32))[None, :]
+        if x.shape[1] == 0:
+            raise AudioError("empty audio")
+        with torch.no_grad():
+            e = self._model.encode_batch(x)
+        return _unit(e.squeeze().cpu().numpy())
+
+
 ATTACKERS = {"ge2e": GE2EAttacker, "dvector": DVectorAttacker}
 
 
 @cache
 def get_attacker(name: str) -> Attacker:
-    """The attacker called ``name`` (loaded once per process)."""
+    """The attacker called ``name`` (loaded once per process); ``ecapa:FOLDER`` loads a local ECAPA-TDNN."""
+    if name.startswith("ecapa:"):
+        return ECAPAAttacker(name[len("ecapa:") :])
     if name not in ATTACKERS:
-        raise ValueError(f"unknown attacker {name!r}; known: {', '.join(sorted(ATTACKERS))}")
+        raise ValueError(f"unknown attacker {name!r}; known: {', '.join(sorted(ATTACKERS))}, ecapa:FOLDER")
     attacker: Attacker = ATTACKERS[name]()
     return attacker
 
