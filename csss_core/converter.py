@@ -50,7 +50,8 @@ class FrameMapper:
         self.src = source
         self.tgt = target
         self.off = offsets
-        self.beta = torch.as_tensor(np.broadcast_to(np.asarray(beta, dtype=np.float64), (source.class_means.shape[1],)).copy())
+        dim = source.class_means.shape[1]
+        self.beta = torch.as_tensor(np.broadcast_to(np.asarray(beta, dtype=np.float64), (dim,)).copy())
         self.harmonicity = harmonicity
         self._src_mean = torch.from_numpy(source.global_mean(codebook.priors))
         self._src_cls = torch.from_numpy(source.class_means)
