@@ -251,6 +251,7 @@ class PayloadReceiver:
         self._anchor: int | None = None  # buffer index of a frame start
         self._flen: int | None = None
         self._tried_copies = 0
+        self._polarity = 1.0
 
     def _find_sync(self, start: int) -> int | None:
         y = self._buf
@@ -262,8 +263,15 @@ class PayloadReceiver:
         corr = win @ s
         norm = np.sum(np.abs(win), axis=1) + 1e-12
         score = corr / norm
-        hits = np.flatnonzero(score > self.SYNC_THRESHOLD)
-        return int(start + hits[0]) if len(hits) else None
+        hits = np.flatnonzero(np.abs(score) > self.SYNC_THRESHOLD)
+        if not len(hits):
+            return None
+        p = int(start + hits[0])
+        if score[hits[0]] < 0:
+            # an inverted carrier (a channel or phase error that flips every bit) is still the frame
+            self._polarity = -self._polarity
+            self._buf = -self._buf
+        return p
 
     def _header_at(self, p: int) -> Header | None:
         seg = self._buf[p + SYNC_BITS : p + SYNC_BITS + HEADER_CODED]
@@ -280,7 +288,7 @@ class PayloadReceiver:
         if self.state.opened is not None:
             self._consumed += len(soft)
             return self.state
-        y = np.asarray(soft, dtype=np.float64).ravel()
+        y = self._polarity * np.asarray(soft, dtype=np.float64).ravel()
         if not np.all(np.isfinite(y)):
             y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
         self._buf = np.concatenate([self._buf, y])

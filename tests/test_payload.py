@@ -152,3 +152,12 @@ def test_receiver_ignores_noise_and_garbage():
     state = rx.push(rng.normal(size=50_000))
     state = rx.push(np.full(100, np.nan))
     assert not state.found and state.opened is None
+
+
+def test_receiver_locks_on_an_inverted_stream():
+    rng = np.random.default_rng(11)
+    key = new_key()
+    fb = frame_bits(seal(SpeakerPayload(EMB), key))
+    rx = PayloadReceiver(key)
+    state = rx.push(-_stream(fb, 2, 0.3, 500, rng))
+    assert state.opened is not None and state.authenticated
