@@ -69,7 +69,7 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
 
     x, _ = read_audio(args.input)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
-    res = Anonymizer(asv_check=not args.no_asv_check).anonymize(x, seed)
+    res = Anonymizer(beta=args.beta, asv_check=not args.no_asv_check).anonymize(x, seed)
     write_audio(args.output, res.audio, INTERNAL_SAMPLE_RATE)
     dist = "n/a" if res.asv_distance is None else f"{res.asv_distance:.2f}"
     print(f"wrote {args.output}: pseudo-voice of seed {seed} (ASV cosine distance to the real voice {dist}, "
@@ -109,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("output", help=".wav, .flac or .ogg")
     a.add_argument("--seed", type=int, default=None, help="pseudo-voice seed (default: random)")
     a.add_argument("--no-asv-check", action="store_true", help="skip the ASV distance check when drawing")
+    a.add_argument("--beta", type=float, default=1.0,
+                   help="how much within-class source detail to keep (1 = all; lower = more private, less clear)")
     a.set_defaults(func=_cmd_anonymize)
 
     es = sub.add_parser("embed-speaker", help="print the speaker embedding that anonymize would hide")
