@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from csss_core import fec
@@ -87,7 +87,7 @@ def test_fuzzed_payloads_are_never_accepted():
     assert accepted == 0
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.binary(max_size=400))
 def test_arbitrary_bytes_raise_payload_error_only(data):
     for key in (None, b"k" * 32):
