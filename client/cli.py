@@ -61,19 +61,98 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_key(path: str | None) -> bytes | None:
+    """A call key from a key file (64 hex digits, as written by ``csss keygen``)."""
+    if path is None:
+        return None
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{p}: no such key file")
+    text = p.read_text(encoding="ascii", errors="replace").strip()
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        raise ValueError(f"{p}: not a key file (expected 64 hex digits)") from None
+    if len(key) != 32:
+        raise ValueError(f"{p}: a key is 32 bytes (64 hex digits), found {len(key)} bytes")
+    return key
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from csss_core.payload import new_key
+
+    p = Path(args.keyfile)
+    if p.exists() and not args.force:
+        raise ValueError(f"{p} exists; use --force to replace it")
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(new_key().hex() + "\n")
+    print(f"wrote a new 256-bit call key to {p} (keep it private; share it only with the other party)")
+    return 0
+
+
 def _cmd_anonymize(args: argparse.Namespace) -> int:
     import secrets
 
     from csss_core.anonymizer import Anonymizer
     from csss_core.audio import INTERNAL_SAMPLE_RATE, read_audio, write_audio
+    from csss_core.sealed_voice import frame_seconds, hide_identity
 
+    key = _read_key(args.key_file)
     x, _ = read_audio(args.input)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     res = Anonymizer(beta=args.beta, asv_check=not args.no_asv_check).anonymize(x, seed)
-    write_audio(args.output, res.audio, INTERNAL_SAMPLE_RATE)
+    y = hide_identity(res, key, args.beta)
+    write_audio(args.output, y, INTERNAL_SAMPLE_RATE)
     dist = "n/a" if res.asv_distance is None else f"{res.asv_distance:.2f}"
+    per_copy = frame_seconds(res, key)
+    copies = len(x) / INTERNAL_SAMPLE_RATE / per_copy
+    sealed = "sealed with the key" if key else "NOT sealed (no --key-file): anyone can read it"
     print(f"wrote {args.output}: pseudo-voice of seed {seed} (ASV cosine distance to the real voice {dist}, "
-          f"{res.redraws} redraws; pitch x{res.offsets.pitch:.3f}, energy x{res.offsets.energy:.3f})")
+          f"{res.redraws} redraws; pitch x{res.offsets.pitch:.3f}, energy x{res.offsets.energy:.3f}); "
+          f"identity payload {sealed}, {per_copy:.1f} s per copy, {copies:.1f} copies")
+    if len(x) / INTERNAL_SAMPLE_RATE < per_copy:
+        print(f"warning: the input is shorter than one payload copy ({per_copy:.1f} s); the receiver cannot lock",
+              file=sys.stderr)
+    return 0
+
+
+def _cmd_extract(args: argparse.Namespace) -> int:
+    import json
+
+    from csss_core.audio import read_audio
+    from csss_core.sealed_voice import extract_identity
+
+    y, _ = read_audio(args.input)
+    ext = extract_identity(y, _read_key(args.key_file))
+    print(json.dumps(ext.to_json()))
+    if ext.embedding is None:
+        print(f"csss: error: {ext.reason}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    from csss_core.anonymizer import Anonymizer
+    from csss_core.audio import INTERNAL_SAMPLE_RATE, read_audio, write_audio
+    from csss_core.sealed_voice import extract_identity, reconstruct
+
+    y, _ = read_audio(args.input)
+    key = _read_key(args.key_file)
+    ext = extract_identity(y, key)
+    if ext.embedding is None:
+        raise ValueError(f"no valid identity payload: {ext.reason}")
+    if key is not None and not ext.authenticated:
+        raise ValueError("payload not authenticated")
+    out = reconstruct(y, ext, Anonymizer(asv_check=False))
+    write_audio(args.output, out, INTERNAL_SAMPLE_RATE)
+    auth = "authenticated" if ext.authenticated else "NOT authenticated (no key)"
+    print(f"wrote {args.output}: real voice reconstructed ({auth}; locked after {ext.seconds_to_lock:.1f} s)")
     return 0
 
 
@@ -104,10 +183,27 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--jobs", type=int, default=2, help="synthesizers run at once")
     b.set_defaults(func=_cmd_corpus_build)
 
-    a = sub.add_parser("anonymize", help="convert speech into a pseudo-speaker's voice")
+    k = sub.add_parser("keygen", help="write a new random 256-bit call key")
+    k.add_argument("keyfile")
+    k.add_argument("--force", action="store_true", help="replace an existing file")
+    k.set_defaults(func=_cmd_keygen)
+
+    x = sub.add_parser("extract", help="recover the hidden identity payload; prints one JSON object")
+    x.add_argument("input")
+    x.add_argument("--key-file", default=None)
+    x.set_defaults(func=_cmd_extract)
+
+    r = sub.add_parser("reconstruct", help="give the real voice back from a pseudo-voice with its payload")
+    r.add_argument("input")
+    r.add_argument("output")
+    r.add_argument("--key-file", default=None)
+    r.set_defaults(func=_cmd_reconstruct)
+
+    a = sub.add_parser("anonymize", help="convert speech into a pseudo-speaker's voice with the identity hidden")
     a.add_argument("input")
     a.add_argument("output", help=".wav, .flac or .ogg")
     a.add_argument("--seed", type=int, default=None, help="pseudo-voice seed (default: random)")
+    a.add_argument("--key-file", default=None, help="seal the hidden payload with this call key (csss keygen)")
     a.add_argument("--no-asv-check", action="store_true", help="skip the ASV distance check when drawing")
     a.add_argument("--beta", type=float, default=1.0,
                    help="how much within-class source detail to keep (1 = all; lower = more private, less clear)")

@@ -23,6 +23,11 @@ from csss_core.vocoder import analyze
 CHECK_SECONDS = 4.0  # audio rendered in a candidate pseudo-voice for the ASV distance check
 
 
+def offsets_for_seed(seed: int) -> Offsets:
+    """The per-call prosody offsets of ``seed`` (the receiver derives them the same way)."""
+    return Offsets.draw(np.random.default_rng([seed, 0x0FF5E7]))
+
+
 @dataclass(frozen=True)
 class AnonymizeResult:
     """The pseudo-voice audio and what produced it (the first two travel hidden)."""
@@ -31,6 +36,8 @@ class AnonymizeResult:
     source: np.ndarray  # the real speaker's embedding
     pseudo: np.ndarray  # the call's pseudo-speaker embedding
     offsets: Offsets
+    seed: int
+    draw_index: int  # which GAN draw of ``seed`` is the pseudo-speaker (the receiver regenerates it)
     redraws: int
     asv_distance: float | None
 
@@ -79,33 +86,36 @@ class Anonymizer:
     def anonymize(self, x: np.ndarray, seed: int) -> AnonymizeResult:
         """Convert ``x`` into the pseudo-voice chosen by ``seed``."""
         src = self.embed_speaker(x)
-        rng = np.random.default_rng([seed, 0x0FF5E7])
-        offsets = Offsets.draw(rng)
-        tried: list[tuple[float, np.ndarray]] = []
+        offsets = offsets_for_seed(seed)
         head = x[: int(CHECK_SECONDS * INTERNAL_SAMPLE_RATE)]
         real_asv = self._asv_embed(head) if self._asv is not None else None
-
-        def far_enough(v: np.ndarray) -> bool:
-            if real_asv is None:
-                return True
-            tgt = SpeakerEmbedding.from_vector(v, self.cb.k)
-            y = convert(head, FrameMapper(self.cb, src, tgt, offsets, self.beta))
-            d = 1.0 - float(real_asv @ self._asv_embed(y))
-            tried.append((d, v))
-            return d >= self.min_asv_distance
-
         max_draws = 16
-        try:
-            pseudo, redraws = self.gan.sample(seed, far_enough, max_draws=max_draws)
-        except RuntimeError:
-            if not tried:
-                raise
-            # keep the farthest candidate rather than fail the call; redraws == max_draws marks it
-            pseudo, redraws = max(tried, key=lambda t: t[0])[1].astype(np.float32), max_draws
+        chosen: tuple[float | None, int, np.ndarray] | None = None
+        best: tuple[float, int, np.ndarray] | None = None
+        redraws = 0
+        for idx, v in self.gan.candidates(seed, max_draws=64):
+            if real_asv is None:
+                chosen = (None, idx, v)
+                break
+            tgt_c = SpeakerEmbedding.from_vector(v, self.cb.k)
+            y_c = convert(head, FrameMapper(self.cb, src, tgt_c, offsets, self.beta))
+            d = 1.0 - float(real_asv @ self._asv_embed(y_c))
+            if best is None or d > best[0]:
+                best = (d, idx, v)
+            if d >= self.min_asv_distance:
+                chosen = (d, idx, v)
+                break
+            redraws += 1
+            if redraws >= max_draws:
+                break
+        if chosen is None:
+            if best is None:
+                raise RuntimeError("no pseudo-speaker inside the human range")
+            chosen = best  # the farthest candidate; redraws == max_draws marks it
+        dist, draw_index, pseudo = chosen
         tgt = SpeakerEmbedding.from_vector(pseudo, self.cb.k)
         y = convert(x, FrameMapper(self.cb, src, tgt, offsets, self.beta))
-        dist = next((d for d, v in reversed(tried) if np.array_equal(v.astype(np.float32), pseudo)), None)
-        return AnonymizeResult(y, src.to_vector(), pseudo, offsets, redraws, dist)
+        return AnonymizeResult(y, src.to_vector(), pseudo, offsets, seed, draw_index, redraws, dist)
 
 
 @cache

@@ -5,7 +5,7 @@ Byte format (big-endian)::
     header (8 bytes): magic b"CS" | version u8 | flags u8 | body length u16 | CRC-16 of the first 6
     body:             nonce (12) | ChaCha20-Poly1305(plaintext, aad=header[:6])      (flag SEALED)
                       nonce (12) | plaintext | CRC-32                                 (no key: not authenticated)
-    plaintext:        dim u16 | bits u8 (=8) | lo f32 | step f32 | dim quantized bytes
+    plaintext:        dim u16 | bits u8 (=8) | lo f32 | step f32 | dim quantized bytes | extra len u8 | extra
 
 Bit frame (what a stego carrier transmits, repeated for the whole call)::
 
@@ -36,7 +36,8 @@ NONCE_LEN = 12
 TAG_LEN = 16
 KEY_LEN = 32
 MAX_DIM = 1024
-MAX_BODY = NONCE_LEN + 3 + 8 + MAX_DIM + TAG_LEN
+MAX_EXTRA = 64
+MAX_BODY = NONCE_LEN + 3 + 8 + MAX_DIM + 1 + MAX_EXTRA + TAG_LEN
 SYNC_BITS = 64
 SYNC = np.random.default_rng(0x5EC2E7).integers(0, 2, SYNC_BITS).astype(np.uint8)
 """The fixed sync word (public; it only marks where a frame starts)."""
@@ -48,11 +49,18 @@ class PayloadError(ValueError):
 
 @dataclass(frozen=True)
 class SpeakerPayload:
-    """What travels hidden: the real speaker's embedding (float vector)."""
+    """What travels hidden: the real speaker's embedding (float vector) and a few extra bytes.
+
+    ``extra`` carries what the receiver needs besides the embedding to undo the conversion (the
+    pseudo-speaker's seed and draw), at most 64 bytes.
+    """
 
     embedding: np.ndarray
+    extra: bytes = b""
 
     def __post_init__(self) -> None:
+        if len(self.extra) > MAX_EXTRA:
+            raise PayloadError(f"extra data is limited to {MAX_EXTRA} bytes")
         e = np.asarray(self.embedding, dtype=np.float32).ravel()
         if not 1 <= e.size <= MAX_DIM:
             raise PayloadError(f"embedding must have 1..{MAX_DIM} values, got {e.size}")
@@ -66,7 +74,7 @@ class SpeakerPayload:
         lo, hi = float(e.min()), float(e.max())
         step = (hi - lo) / 255.0 if hi > lo else 1.0
         q = np.clip(np.rint((e - lo) / step), 0, 255).astype(np.uint8)
-        return struct.pack(">HBff", e.size, 8, lo, step) + q.tobytes()
+        return struct.pack(">HBff", e.size, 8, lo, step) + q.tobytes() + bytes([len(self.extra)]) + self.extra
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SpeakerPayload:
@@ -76,12 +84,17 @@ class SpeakerPayload:
         dim, bits, lo, step = struct.unpack(">HBff", data[:11])
         if bits != 8:
             raise PayloadError(f"unsupported quantization: {bits} bits")
-        if not 1 <= dim <= MAX_DIM or len(data) != 11 + dim:
+        if not 1 <= dim <= MAX_DIM or len(data) < 12 + dim:
             raise PayloadError("payload length does not match its dimension")
+        n_extra = data[11 + dim]
+        if len(data) != 12 + dim + n_extra:
+            raise PayloadError("payload length does not match its extra data")
         if not (np.isfinite(lo) and np.isfinite(step)) or step <= 0:
             raise PayloadError("invalid quantization range")
-        q = np.frombuffer(data[11:], dtype=np.uint8).astype(np.float64)
-        return cls((lo + q * step).astype(np.float32))
+        q = np.frombuffer(data[11 : 11 + dim], dtype=np.uint8).astype(np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            values = (lo + q * step).astype(np.float32)
+        return cls(values, bytes(data[12 + dim :]))
 
 
 def crc16(data: bytes) -> int:
@@ -145,7 +158,7 @@ def parse_header(data: bytes) -> Header:
         raise PayloadError(f"unsupported payload version {version}")
     if flags & ~FLAG_SEALED:
         raise PayloadError("unknown header flags")
-    if not NONCE_LEN + 11 + 4 <= body_len <= MAX_BODY:
+    if not NONCE_LEN + 12 + 4 <= body_len <= MAX_BODY:
         raise PayloadError(f"body length {body_len} out of range")
     return Header(version, flags, body_len)
 
@@ -235,7 +248,7 @@ class PayloadReceiver:
     """
 
     # normalized correlation; random data scores about N(0, 1/8); the header CRC rejects false hits
-    SYNC_THRESHOLD = 0.3
+    SYNC_THRESHOLD = 0.4
 
     def __init__(self, key: bytes | None = None, max_bits: int = 1 << 20) -> None:
         _check_key(key)

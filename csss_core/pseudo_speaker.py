@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +84,22 @@ class PseudoSpeakerModel:
         f0 = float(np.exp(v[0]))
         return 75.0 <= f0 <= 300.0 and 0.01 < v[1] < 0.6 and self.mahalanobis(v) <= self.maha_limit
 
+    def draw(self, seed: int, index: int) -> np.ndarray:
+        """The ``index``-th raw draw of ``seed`` (what :meth:`sample` considered at that step)."""
+        rng = np.random.default_rng(seed)
+        v = self.generate(rng)[0]
+        for _ in range(index):
+            v = self.generate(rng)[0]
+        return v.astype(np.float32)
+
+    def candidates(self, seed: int, max_draws: int = 64) -> Iterator[tuple[int, np.ndarray]]:
+        """(draw index, embedding) of the draws of ``seed`` that are inside the human range."""
+        rng = np.random.default_rng(seed)
+        for i in range(max_draws):
+            v = self.generate(rng)[0]
+            if self.in_human_range(v):
+                yield i, v.astype(np.float32)
+
     def sample(self, seed: int, far_enough: Callable[[np.ndarray], bool] | None = None,
                max_draws: int = 64) -> tuple[np.ndarray, int]:
         """The pseudo-speaker of ``seed`` and how many draws were rejected before it.
@@ -91,14 +107,10 @@ class PseudoSpeakerModel:
         Raises:
             RuntimeError: no acceptable sample in ``max_draws`` draws.
         """
-        rng = np.random.default_rng(seed)
-        for i in range(max_draws):
-            v = self.generate(rng)[0]
-            if not self.in_human_range(v):
-                continue
+        for i, v in self.candidates(seed, max_draws):
             if far_enough is not None and not far_enough(v):
                 continue
-            return v.astype(np.float32), i
+            return v, i
         raise RuntimeError(f"no acceptable pseudo-speaker in {max_draws} draws")
 
     def save(self, path: Path) -> str:

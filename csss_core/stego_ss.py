@@ -83,24 +83,40 @@ def embed(x: np.ndarray, bits: np.ndarray, cfg: SSConfig = SSConfig()) -> np.nda
 
 
 class SSExtractor:
-    """Streaming extractor: finds the bit phase, correlates, and feeds a :class:`PayloadReceiver`."""
+    """Streaming extractor: correlates at several bit phases at once, each feeding its own
+    :class:`PayloadReceiver`; the first phase whose payload opens wins. No separate acquisition
+    step is needed, so time offsets of any size are handled.
+    """
 
-    ACQUIRE_S = 1.0  # audio used to choose the bit phase
+    MAX_PHASES = 32
 
     def __init__(self, key: bytes | None, cfg: SSConfig = SSConfig()) -> None:
         self.cfg = cfg
+        self.key = key
         self._p = carrier(cfg)
-        self.receiver = PayloadReceiver(key)
+        step = max(1, cfg.bit_len // self.MAX_PHASES)
+        self.phases = list(range(0, cfg.bit_len, step))
+        self.receivers = [PayloadReceiver(key) for _ in self.phases]
         self.reset()
 
     def reset(self) -> None:
         """Forget the stream."""
-        self.receiver.reset()
+        for r in self.receivers:
+            r.reset()
         self._buf = np.zeros(0)
-        self._offset: int | None = None
+        self._buf_start = 0  # absolute sample index of self._buf[0]
+        self._next = list(self.phases)  # absolute start of each phase's next block
+        self._level = [0.0] * len(self.phases)
         self._seen = 0
-        self._level = 0.0
+        self._winner: int | None = None
         self.seconds_to_lock: float | None = None
+
+    @property
+    def receiver(self) -> PayloadReceiver:
+        """The receiver that locked, else the one that got furthest."""
+        if self._winner is not None:
+            return self.receivers[self._winner]
+        return max(self.receivers, key=lambda r: (r.state.found, r.state.copies))
 
     def _soft(self, y: np.ndarray, offset: int) -> tuple[np.ndarray, int]:
         n = self.cfg.bit_len
@@ -111,25 +127,24 @@ class SSExtractor:
     def push(self, samples: np.ndarray) -> ReceiverState:
         """Add received 16 kHz samples."""
         self._seen += len(samples)
+        if self._winner is not None:
+            return self.receiver.state
         self._buf = np.concatenate([self._buf, np.asarray(samples, np.float64)])
-        if self._offset is None:
-            if len(self._buf) < self.ACQUIRE_S * INTERNAL_SAMPLE_RATE:
-                return self.receiver.state
-            scores = []
-            for o in range(self.cfg.bit_len):
-                s, _ = self._soft(self._buf, o)
-                scores.append(float(np.mean(np.abs(s))))  # host cancels only at the true phase
-            self._offset = int(np.argmax(scores))
-        soft, used = self._soft(self._buf, self._offset)
-        self._buf = self._buf[used:]
-        self._offset = 0
-        if len(soft):
-            # one running scale for all bits: per-chunk normalization would erase relative confidence
-            self._level = 0.99 * self._level + 0.01 * float(np.mean(np.abs(soft))) if self._level else float(
-                np.mean(np.abs(soft)))
-            scale = self._level + 1e-12
-            before = self.receiver.state.opened
-            state = self.receiver.push(soft / scale)
-            if before is None and state.opened is not None and state.bits_to_lock is not None:
-                self.seconds_to_lock = (self._seen - len(self._buf)) / INTERNAL_SAMPLE_RATE
+        for i, _ in enumerate(self.phases):
+            soft, used = self._soft(self._buf, self._next[i] - self._buf_start)
+            self._next[i] = self._buf_start + used
+            if not len(soft):
+                continue
+            # one running scale per phase: per-chunk normalization would erase relative confidence
+            m = float(np.mean(np.abs(soft)))
+            self._level[i] = 0.99 * self._level[i] + 0.01 * m if self._level[i] else m
+            state = self.receivers[i].push(soft / (self._level[i] + 1e-12))
+            if state.opened is not None:
+                self._winner = i
+                self.seconds_to_lock = self._next[i] / INTERNAL_SAMPLE_RATE
+                break
+        drop = min(self._next) - self._buf_start
+        if drop > 0:
+            self._buf = self._buf[drop:]
+            self._buf_start += drop
         return self.receiver.state
