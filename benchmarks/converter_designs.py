@@ -150,6 +150,7 @@ def main() -> None:
     ap.add_argument("--designs", default=",".join(DESIGNS))
     a = ap.parse_args()
     prepare()
+    sys.path.insert(0, str(ROOT))  # so that py:benchmarks.converter_designs:NAME imports
     from client.cli import main as csss
 
     systems = ",".join(f"py:benchmarks.converter_designs:{d}" for d in a.designs.split(",")) + ",csss"
