@@ -106,6 +106,10 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
     key = _read_key(args.key_file)
     x, _ = read_audio(args.input)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
+    if not 0 <= seed < 2**32:
+        raise ValueError("--seed must be in [0, 2**32): the receiver regenerates the pseudo-voice from it")
+    if not 0.1 <= args.beta <= 1.0:
+        raise ValueError("--beta must be in [0.1, 1]")
     res = Anonymizer(beta=args.beta, asv_check=not args.no_asv_check).anonymize(x, seed)
     y = hide_identity(res, key, args.beta)
     write_audio(args.output, y, INTERNAL_SAMPLE_RATE)
