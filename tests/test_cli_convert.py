@@ -42,3 +42,7 @@ def test_bad_input_gives_one_line_errors(tmp_path):
         assert p.stderr.strip().startswith("csss: error:") and "Traceback" not in p.stderr
         assert len(p.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o.wav").exists()
+    p = _run("anonymize", str(silent), out, "--seed", "-1")
+    assert p.returncode == 1 and "--seed" in p.stderr
+    p = _run("anonymize", str(silent), out, "--beta", "0")
+    assert p.returncode == 1 and "--beta" in p.stderr
