@@ -30,6 +30,7 @@ class WhisperASR:
             vad_filter=False,
             condition_on_previous_text=False,
             without_timestamps=True,
+            temperature=0.0,  # no sampling fallback: the same audio always gives the same transcript
         )
         return " ".join(s.text.strip() for s in segments).strip()
 
