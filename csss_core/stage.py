@@ -76,6 +76,7 @@ class StreamingResampler:
         self.up, self.down = _ratio(self.in_sr, self.out_sr)
         h = resample_filter(self.up, self.down)
         half_len = (len(h) - 1) // 2
+        self._latency_s = ((len(h) - 1) / 2) / (self.up * self.in_sr)
         self.delay_samples = half_len // self.down if half_len % self.down == 0 else None
         taps = int(np.ceil(len(h) / self.up))
         padded = np.zeros(taps * self.up)
@@ -88,7 +89,7 @@ class StreamingResampler:
     @property
     def latency_s(self) -> float:
         """Group delay of the anti-alias filter in seconds."""
-        return ((len(resample_filter(self.up, self.down)) - 1) / 2) / (self.up * self.in_sr)
+        return self._latency_s
 
     def reset(self) -> None:
         """Clear the input history and counters."""

@@ -227,9 +227,13 @@ class VocoderStage:
 
     latency_s = LOOKAHEAD / SR
 
-    def __init__(self, transform: Transform | None = None, device: str | torch.device = "cpu") -> None:
+    def __init__(self, transform: Transform | None = None, device: str | torch.device = "cpu",
+                 keep_frames: bool = False) -> None:
         self.transform = transform
         self.device = torch.device(device)
+        self.keep_frames = keep_frames  # keep analyzed frames (for offline analysis; grows without bound)
+        self._k = torch.arange(1, K_MAX + 1, dtype=torch.float64, device=self.device)
+        self._ramp = torch.arange(HOP, dtype=torch.float64, device=self.device) / HOP
         self.reset()
 
     def reset(self) -> None:
@@ -242,7 +246,6 @@ class VocoderStage:
         self._phase = 0.0
         self._noise_tail = torch.zeros(HOP, dtype=torch.float64, device=self.device)
         self._out: list[torch.Tensor] = [torch.zeros(LOOKAHEAD, dtype=torch.float64, device=self.device)]
-        self._out_len = LOOKAHEAD
         self.frames_seen: list[Frames] = []
 
     def _available_frames(self) -> int:
@@ -264,7 +267,8 @@ class VocoderStage:
             starts = ts * HOP - LOOKAHEAD - self._in_start
             idx = starts[:, None] + torch.arange(F0_WIN, device=self.device)[None, :]
             frames = analyze_windows(self._in[idx])
-            self.frames_seen.append(frames)
+            if self.keep_frames:
+                self.frames_seen.append(frames)
             if self.transform is not None:
                 frames = self.transform(frames)
             self._synthesize(frames)
@@ -278,7 +282,6 @@ class VocoderStage:
         n = len(chunk)
         y, rest = out[:n], out[n:]
         self._out = [rest]
-        self._out_len = len(rest)
         return AudioChunk(y.cpu().numpy().astype(np.float32), SR, chunk.timestamp)
 
     def _synthesize(self, fr: Frames) -> None:
@@ -290,8 +293,7 @@ class VocoderStage:
         nidx = (pos0[:, None] + torch.arange(NOISE_WIN, device=dev)[None, :]) % NOISE_TABLE
         seg = _NOISE.to(dev)[nidx] * _HANN_NOISE.to(dev)
         noise_frames = torch.fft.irfft(torch.fft.rfft(seg, dim=1) * g, NOISE_WIN, dim=1)
-        k = torch.arange(1, K_MAX + 1, dtype=torch.float64, device=dev)
-        ramp = torch.arange(HOP, dtype=torch.float64, device=dev) / HOP
+        k, ramp = self._k, self._ramp
         outs = []
         for i in range(n_fr):
             f0_t = float(fr.f0[i])
@@ -316,7 +318,6 @@ class VocoderStage:
             outs.append(block)
         if outs:
             self._out.append(torch.cat(outs))
-            self._out_len += HOP * len(outs)
 
 
 def process_offline(x: np.ndarray, transform: Transform | None = None, chunk: int = 2 * HOP,
@@ -335,10 +336,7 @@ def process_offline(x: np.ndarray, transform: Transform | None = None, chunk: in
 
 def analyze(x: np.ndarray, device: str = "cpu") -> Frames:
     """Vocoder parameters of a whole signal (one frame per 10 ms)."""
-    st = VocoderStage(None, device)
-    process_offline_frames = []
-    xp = np.concatenate([np.asarray(x, np.float32), np.zeros(LOOKAHEAD + (-(len(x) + LOOKAHEAD)) % HOP,
-                                                                     np.float32)])
-    st.process(AudioChunk(xp, SR))
-    process_offline_frames = st.frames_seen
-    return Frames.cat(process_offline_frames)
+    st = VocoderStage(None, device, keep_frames=True)
+    pad = LOOKAHEAD + (-(len(x) + LOOKAHEAD)) % HOP
+    st.process(AudioChunk(np.concatenate([np.asarray(x, np.float32), np.zeros(pad, np.float32)]), SR))
+    return Frames.cat(st.frames_seen)
