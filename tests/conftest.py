@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -46,3 +52,23 @@ def speech(corpus: Corpus, speaker: str, index: int = 0) -> np.ndarray:
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[tuple[str, int, subprocess.Popen]]:
+    """The real signaling server (uvicorn) on a free 127.0.0.1 port: (ws URL, port, process)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "server.main", "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.2)
+    yield f"ws://127.0.0.1:{port}/ws", port, proc
+    proc.terminate()
+    proc.wait(timeout=10)

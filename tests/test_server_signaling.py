@@ -1,36 +1,9 @@
 import asyncio
 import json
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 
 import pytest
 import websockets
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server():
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "server.main", "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.2)
-    yield f"ws://127.0.0.1:{port}/ws", port, proc
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 async def _recv(ws):
