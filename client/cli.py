@@ -65,19 +65,9 @@ def _read_key(path: str | None) -> bytes | None:
     """A call key from a key file (64 hex digits, as written by ``csss keygen``)."""
     if path is None:
         return None
-    from pathlib import Path
+    from csss_core.keys import read_key_file
 
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"{p}: no such key file")
-    text = p.read_text(encoding="ascii", errors="replace").strip()
-    try:
-        key = bytes.fromhex(text)
-    except ValueError:
-        raise ValueError(f"{p}: not a key file (expected 64 hex digits)") from None
-    if len(key) != 32:
-        raise ValueError(f"{p}: a key is 32 bytes (64 hex digits), found {len(key)} bytes")
-    return key
+    return read_key_file(path)
 
 
 def _cmd_keygen(args: argparse.Namespace) -> int:
@@ -160,6 +150,33 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_call(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from client.call import CallError, CallOptions, run_call
+
+    if args.seed is not None and not 0 <= args.seed < 2**32:
+        raise ValueError("--seed must be in [0, 2**32)")
+    if args.duration is not None and args.duration <= 0:
+        raise ValueError("--duration must be positive")
+
+    def device(v: str | None) -> str | int | None:
+        return int(v) if v is not None and v.isdigit() else v
+
+    opts = CallOptions(server=args.server, room=args.room, input_file=args.input_file, output_file=args.output_file,
+                       input_device=device(args.input_device), output_device=device(args.output_device),
+                       silent=args.silent, loop_input=args.loop_input, key_file=args.key_file, seed=args.seed,
+                       enroll=args.enroll, engine=not args.no_engine, duration=args.duration,
+                       ice_hosts=args.ice_host or None, status=not args.quiet, timing_file=args.timing_file)
+    try:
+        report = run_call(opts)
+    except CallError as exc:
+        raise RuntimeError(str(exc)) from exc
+    print(json.dumps(asdict(report)))
+    return 0 if report.connected else 1
+
+
 def _cmd_embed_speaker(args: argparse.Namespace) -> int:
     import json
 
@@ -212,6 +229,25 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--beta", type=float, default=1.0,
                    help="how much within-class source detail to keep (1 = all; lower = more private, less clear)")
     a.set_defaults(func=_cmd_anonymize)
+
+    c = sub.add_parser("call", help="a private call: join a room on the signaling server and talk")
+    c.add_argument("--server", required=True, help="signaling server, e.g. http://127.0.0.1:8765")
+    c.add_argument("--room", required=True, help="room name (letters, digits, - and _)")
+    c.add_argument("--input-file", help="send this audio file instead of the microphone (headless)")
+    c.add_argument("--output-file", help="write what you hear to this file instead of the speaker (headless)")
+    c.add_argument("--input-device", help="microphone (sounddevice name or index; see python -m sounddevice)")
+    c.add_argument("--output-device", help="speaker (sounddevice name or index)")
+    c.add_argument("--silent", action="store_true", help="send silence (listen only)")
+    c.add_argument("--loop-input", action="store_true", help="repeat --input-file")
+    c.add_argument("--key-file", help="pre-shared key (csss keygen) instead of the X25519 exchange + SAS")
+    c.add_argument("--seed", type=int, help="pseudo-speaker seed (default: random per call)")
+    c.add_argument("--enroll", help="a recording of your voice: identity ready (and ASV-checked) from the start")
+    c.add_argument("--no-engine", action="store_true", help="pass audio through unchanged (latency baseline)")
+    c.add_argument("--duration", type=float, help="hang up after this many seconds connected")
+    c.add_argument("--ice-host", action="append", help="only gather ICE host candidates on this address")
+    c.add_argument("--timing-file", help="write per-chunk timings as JSON (latency benchmark)")
+    c.add_argument("--quiet", action="store_true", help="no status line")
+    c.set_defaults(func=_cmd_call)
 
     es = sub.add_parser("embed-speaker", help="print the speaker embedding that anonymize would hide")
     es.add_argument("input")

@@ -83,9 +83,12 @@ class Anonymizer:
         e = self._asv.embed_utterance(w)
         return e / (np.linalg.norm(e) + 1e-12)
 
-    def anonymize(self, x: np.ndarray, seed: int) -> AnonymizeResult:
-        """Convert ``x`` into the pseudo-voice chosen by ``seed``."""
-        src = self.embed_speaker(x)
+    def choose_pseudo(self, x: np.ndarray, src: SpeakerEmbedding, seed: int
+                      ) -> tuple[float | None, int, np.ndarray, int]:
+        """The pseudo-speaker of ``seed`` for the speaker of ``x`` (whose embedding is ``src``).
+
+        Returns (ASV cosine distance or None when unchecked, draw index, embedding, redraws).
+        """
         offsets = offsets_for_seed(seed)
         head = x[: int(CHECK_SECONDS * INTERNAL_SAMPLE_RATE)]
         real_asv = self._asv_embed(head) if self._asv is not None else None
@@ -112,7 +115,13 @@ class Anonymizer:
             if best is None:
                 raise RuntimeError("no pseudo-speaker inside the human range")
             chosen = best  # the farthest candidate; redraws == max_draws marks it
-        dist, draw_index, pseudo = chosen
+        return chosen[0], chosen[1], chosen[2], redraws
+
+    def anonymize(self, x: np.ndarray, seed: int) -> AnonymizeResult:
+        """Convert ``x`` into the pseudo-voice chosen by ``seed``."""
+        src = self.embed_speaker(x)
+        offsets = offsets_for_seed(seed)
+        dist, draw_index, pseudo, redraws = self.choose_pseudo(x, src, seed)
         tgt = SpeakerEmbedding.from_vector(pseudo, self.cb.k)
         y = convert(x, FrameMapper(self.cb, src, tgt, offsets, self.beta))
         return AnonymizeResult(y, src.to_vector(), pseudo, offsets, seed, draw_index, redraws, dist)

@@ -76,6 +76,21 @@ def viterbi_decode(soft: np.ndarray, n_bits: int) -> tuple[np.ndarray, float]:
     return bits[:n_bits], (best / total if total > 0 else 0.0)
 
 
+_G = [np.array([(p >> j) & 1 for j in range(K)], dtype=np.int64) for p in POLYS]
+
+
+def syndrome_weight(soft: np.ndarray) -> float:
+    """Fraction of violated parity checks of the hard decisions of a terminated codeword.
+
+    For a codeword ``c1 = u*g1, c2 = u*g2`` the syndrome ``c1*g2 + c2*g1`` (mod 2) is zero; random
+    data violates half of the checks. A cheap test before Viterbi decoding a candidate frame.
+    """
+    y = np.asarray(soft, dtype=np.float64).reshape(-1, 2)
+    hard = (y > 0).astype(np.int64)
+    syn = (np.convolve(hard[:, 0], _G[1]) + np.convolve(hard[:, 1], _G[0])) & 1
+    return float(np.mean(syn))
+
+
 def interleave_order(n: int, rows: int = 16) -> np.ndarray:
     """Permutation of a row-in, column-out block interleaver over ``n`` items."""
     cols = -(-n // rows)

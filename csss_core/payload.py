@@ -26,7 +26,7 @@ import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from csss_core.fec import K, conv_encode, deinterleave, interleave, viterbi_decode
+from csss_core.fec import K, conv_encode, deinterleave, interleave, syndrome_weight, viterbi_decode
 
 MAGIC = b"CS"
 VERSION = 1
@@ -249,6 +249,10 @@ class PayloadReceiver:
 
     # normalized correlation; random data scores about N(0, 1/8); the header CRC rejects false hits
     SYNC_THRESHOLD = 0.4
+    # random data violates ~50% of the code's parity checks; 10% raw bit errors about 30%
+    SYNDROME_LIMIT = 0.38
+    # sync hits this strong (random data: ~1e-4) go to the decoder even when the syndrome looks bad
+    SURE_SYNC = 0.6
 
     def __init__(self, key: bytes | None = None, max_bits: int = 1 << 20) -> None:
         _check_key(key)
@@ -265,6 +269,7 @@ class PayloadReceiver:
         self._flen: int | None = None
         self._tried_copies = 0
         self._polarity = 1.0
+        self._sync_score = 0.0
 
     def _find_sync(self, start: int) -> int | None:
         y = self._buf
@@ -280,6 +285,7 @@ class PayloadReceiver:
         if not len(hits):
             return None
         p = int(start + hits[0])
+        self._sync_score = float(abs(score[hits[0]]))
         if score[hits[0]] < 0:
             # an inverted carrier (a channel or phase error that flips every bit) is still the frame
             self._polarity = -self._polarity
@@ -290,7 +296,10 @@ class PayloadReceiver:
         seg = self._buf[p + SYNC_BITS : p + SYNC_BITS + HEADER_CODED]
         if len(seg) < HEADER_CODED:
             return None
-        bits, _ = viterbi_decode(deinterleave(seg), 8 * HEADER_LEN)
+        coded = deinterleave(seg)
+        if self._sync_score < self.SURE_SYNC and syndrome_weight(coded) > self.SYNDROME_LIMIT:
+            return None  # a weak sync hit followed by no codeword (chance): skip the Viterbi decoder
+        bits, _ = viterbi_decode(coded, 8 * HEADER_LEN)
         try:
             return parse_header(_bytes(bits))
         except PayloadError:

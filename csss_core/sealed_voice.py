@@ -20,7 +20,7 @@ import numpy as np
 from csss_core.anonymizer import Anonymizer, AnonymizeResult, offsets_for_seed
 from csss_core.audio import INTERNAL_SAMPLE_RATE
 from csss_core.converter import FrameMapper, convert
-from csss_core.payload import SpeakerPayload, frame_bits, seal
+from csss_core.payload import ReceiverState, SpeakerPayload, frame_bits, seal
 from csss_core.speaker import SpeakerEmbedding
 from csss_core.stego_ss import SSConfig, SSExtractor, embed
 
@@ -33,9 +33,14 @@ def frame_seconds(result: AnonymizeResult, key: bytes | None) -> float:
     return len(_bits(result, key)) * HIDDEN_CHANNEL.bit_len / INTERNAL_SAMPLE_RATE
 
 
+def identity_bits(source: np.ndarray, seed: int, draw_index: int, beta: float, key: bytes | None) -> np.ndarray:
+    """The bit frame of the sealed identity: the real embedding plus what undoes the conversion."""
+    extra = EXTRA.pack(seed & 0xFFFFFFFF, draw_index, int(round(beta * 100)))
+    return frame_bits(seal(SpeakerPayload(source, extra), key))
+
+
 def _bits(result: AnonymizeResult, key: bytes | None, beta: float = 1.0) -> np.ndarray:
-    extra = EXTRA.pack(result.seed & 0xFFFFFFFF, result.draw_index, int(round(beta * 100)))
-    return frame_bits(seal(SpeakerPayload(result.source, extra), key))
+    return identity_bits(result.source, result.seed, result.draw_index, beta, key)
 
 
 def hide_identity(result: AnonymizeResult, key: bytes | None, beta: float = 1.0) -> np.ndarray:
@@ -76,6 +81,23 @@ def extract_identity(y: np.ndarray, key: bytes | None) -> Extracted:
         state = ex.push(y[i : i + step])
         if state.opened is not None:
             break
+    else:
+        state = ex.flush()
+    return extracted_from_state(state, ex.seconds_to_lock)
+
+
+def reconstruction_mapper(ext: Extracted, anonymizer: Anonymizer) -> FrameMapper:
+    """The frame transform that turns the pseudo-voice back into the real speaker's voice."""
+    if ext.embedding is None or ext.seed is None or ext.draw_index is None or not ext.beta:
+        raise ValueError(f"cannot reconstruct: {ext.reason}")
+    cb = anonymizer.cb
+    real = SpeakerEmbedding.from_vector(ext.embedding, cb.k)
+    pseudo = SpeakerEmbedding.from_vector(anonymizer.gan.draw(ext.seed, ext.draw_index), cb.k)
+    return FrameMapper(cb, pseudo, real, offsets_for_seed(ext.seed).inverse(), beta=1.0 / ext.beta)
+
+
+def extracted_from_state(state: ReceiverState, seconds_to_lock: float | None) -> Extracted:
+    """Interpret a receiver state as :class:`Extracted`."""
     if state.opened is None:
         if state.found:
             reason = state.failures[-1] if state.failures else "payload incomplete (audio too short to lock)"
@@ -84,19 +106,13 @@ def extract_identity(y: np.ndarray, key: bytes | None) -> Extracted:
         return Extracted(state.found, False, None, None, None, None, None, reason)
     pl = state.opened.payload
     if len(pl.extra) != EXTRA.size:
-        return Extracted(True, state.authenticated, pl.embedding, None, None, None, ex.seconds_to_lock,
+        return Extracted(True, state.authenticated, pl.embedding, None, None, None, seconds_to_lock,
                          "payload lacks the conversion data")
     seed, draw, beta100 = EXTRA.unpack(pl.extra)
     ok = "ok" if state.authenticated else "ok (not authenticated: no key)"
-    return Extracted(True, state.authenticated, pl.embedding, seed, draw, beta100 / 100.0, ex.seconds_to_lock, ok)
+    return Extracted(True, state.authenticated, pl.embedding, seed, draw, beta100 / 100.0, seconds_to_lock, ok)
 
 
 def reconstruct(y: np.ndarray, ext: Extracted, anonymizer: Anonymizer) -> np.ndarray:
     """Convert the received pseudo-voice back into the real speaker's voice."""
-    if ext.embedding is None or ext.seed is None or ext.draw_index is None or not ext.beta:
-        raise ValueError(f"cannot reconstruct: {ext.reason}")
-    cb = anonymizer.cb
-    real = SpeakerEmbedding.from_vector(ext.embedding, cb.k)
-    pseudo = SpeakerEmbedding.from_vector(anonymizer.gan.draw(ext.seed, ext.draw_index), cb.k)
-    mapper = FrameMapper(cb, pseudo, real, offsets_for_seed(ext.seed).inverse(), beta=1.0 / ext.beta)
-    return convert(y, mapper)
+    return convert(y, reconstruction_mapper(ext, anonymizer))

@@ -90,7 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     continue
                 # relay as validated (re-serialized: only known fields travel); never logged
                 for o in await registry.others(room, ws):
-                    await o.send_text(msg.model_dump_json())
+                    await o.send_text(msg.model_dump_json(exclude_none=True))
         except WebSocketDisconnect:
             pass
         finally:

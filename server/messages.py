@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 MAX_MESSAGE_BYTES = 64 * 1024
 ROOM_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
@@ -49,10 +49,20 @@ class Candidate(_Msg):
 
 
 class KeyExchange(_Msg):
-    """An X25519 public key (hex) for the end-to-end call key; the server only relays it."""
+    """Call-key agreement (:mod:`csss_core.keys`): a SHA-256 commitment or an X25519 public key, hex.
+
+    Exactly one of the two fields is set; the server only relays it.
+    """
 
     type: Literal["key"]
-    public_key: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    commit: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    public_key: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+
+    @model_validator(mode="after")
+    def _one_field(self) -> KeyExchange:
+        if (self.commit is None) == (self.public_key is None):
+            raise ValueError("a key message carries exactly one of commit and public_key")
+        return self
 
 
 class Bye(_Msg):

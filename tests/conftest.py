@@ -72,3 +72,12 @@ def server() -> Iterator[tuple[str, int, subprocess.Popen]]:
     yield f"ws://127.0.0.1:{port}/ws", port, proc
     proc.terminate()
     proc.wait(timeout=10)
+
+
+def voice_clip(corpus: Corpus, speaker: str, repeat: int = 2) -> np.ndarray:
+    """All of ``speaker``'s utterances back to back, ``repeat`` times (a long stretch of one voice)."""
+    utts = [u for u in corpus.utterances if u.speaker == speaker]
+    from csss_core.audio import read_audio
+
+    one = np.concatenate([read_audio(corpus.path(u))[0] for u in utts])
+    return np.concatenate([one] * repeat)

@@ -1,0 +1,487 @@
+"""``csss call``: a two-party call through the signaling server, media over aiortc.
+
+Sender track: source (microphone or file) -> :class:`~csss_core.engine.SenderEngine` (pseudo-voice
+with the sealed identity) -> Opus. Receiver: Opus -> :class:`~csss_core.engine.ReceiverEngine`
+(extract, reconstruct) -> sink (speaker or file). Engine work runs on one worker thread per
+direction, never on the event loop.
+
+Keys: an X25519 agreement through the signaling channel (:mod:`csss_core.keys`) gives one key per
+direction and a short authentication string both users compare; ``--key-file`` uses a pre-shared
+key instead. The first party in the room is the initiator (it commits to its key and makes the offer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import json
+import logging
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from client.media import FRAME, RATE, FileSink, FileSource, MicSource, SilenceSource, SpeakerSink
+from csss_core.keys import CallKeys, KeyAgreement, KeyExchangeError, preshared, read_key_file
+
+log = logging.getLogger("csss.call")
+
+
+class CallError(RuntimeError):
+    """The call could not be set up (server unreachable, room full, ...)."""
+
+
+@dataclass
+class CallOptions:
+    """Everything ``csss call`` takes."""
+
+    server: str
+    room: str
+    input_file: str | None = None
+    output_file: str | None = None
+    input_device: str | int | None = None
+    output_device: str | int | None = None
+    silent: bool = False  # send silence instead of a microphone (a listener)
+    loop_input: bool = False
+    key_file: str | None = None
+    seed: int | None = None
+    enroll: str | None = None
+    engine: bool = True
+    duration: float | None = None  # seconds of connected call, then hang up
+    ice_hosts: list[str] | None = None  # restrict ICE host candidates (tests: 127.0.0.1)
+    status: bool = True
+    timing_file: str | None = None  # JSON with per-chunk times, for the latency benchmark
+    connect_timeout: float = 20.0
+
+
+@dataclass
+class CallReport:
+    """The summary ``csss call`` prints as JSON at the end."""
+
+    connected: bool = False
+    ended_by: str = ""
+    initiator: bool = False
+    sas: str = ""
+    key_mode: str = ""
+    seconds_connected: float = 0.0
+    identity_locked: bool = False
+    identity_authenticated: bool = False
+    seconds_audio_to_lock: float | None = None  # received audio until the payload opened
+    seconds_call_start_to_lock: float | None = None  # wall clock from "connected" to lock
+    sender_identity_frozen_at_s: float | None = None
+    frames_sent: int = 0
+    frames_received: int = 0
+    sender_compute_ms_median: float | None = None
+    receiver_compute_ms_median: float | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def restrict_ice_hosts(addresses: list[str]) -> None:
+    """Gather ICE host candidates only on ``addresses`` (aioice skips loopback by default)."""
+    import aioice.ice
+
+    def hosts(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return list(addresses)
+
+    aioice.ice.get_host_addresses = hosts
+
+
+def _ws_url(server: str) -> str:
+    s = server.rstrip("/")
+    if s.startswith("http://"):
+        s = "ws://" + s[len("http://") :]
+    elif s.startswith("https://"):
+        s = "wss://" + s[len("https://") :]
+    elif not s.startswith(("ws://", "wss://")):
+        s = "ws://" + s
+    return s if s.endswith("/ws") else s + "/ws"
+
+
+def _ice_servers(urls: list[str]) -> list[Any]:
+    from aiortc import RTCIceServer
+
+    return [RTCIceServer(urls=u) for u in urls]
+
+
+class _EngineTrack:
+    """The outgoing audio track: source -> engine (worker thread) -> 20 ms s16 frames."""
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        from aiortc import MediaStreamTrack
+
+        class EngineTrack(MediaStreamTrack):  # type: ignore[misc]
+            kind = "audio"
+
+            def __init__(self, source: Any, process: Any, executor: ThreadPoolExecutor) -> None:
+                super().__init__()
+                self.source = source
+                self.process = process
+                self.executor = executor
+                self.pts = 0
+                self.frames = 0
+
+            async def recv(self) -> Any:
+                import av
+                from aiortc.mediastreams import MediaStreamError
+
+                if self.readyState != "live":
+                    raise MediaStreamError
+                pcm = await self.source.read()
+                y = await asyncio.get_running_loop().run_in_executor(self.executor, self.process, pcm)
+                s16 = (np.clip(y, -1.0, 1.0) * 32767.0).astype(np.int16)
+                frame = av.AudioFrame.from_ndarray(s16[None, :], format="s16", layout="mono")
+                frame.sample_rate = RATE
+                frame.pts = self.pts
+                frame.time_base = fractions.Fraction(1, RATE)
+                self.pts += len(s16)
+                self.frames += 1
+                return frame
+
+        return EngineTrack(*args, **kwargs)
+
+
+class Call:
+    """One party of a call."""
+
+    def __init__(self, opts: CallOptions) -> None:
+        self.o = opts
+        self.report = CallReport()
+        self.keys: CallKeys | None = None
+        self._agreement: KeyAgreement | None = None
+        self._connected_at: float | None = None
+        self._lock_wall: float | None = None
+        self._done = asyncio.Event()
+        self._send_ex = ThreadPoolExecutor(1, thread_name_prefix="csss-send")
+        self._recv_ex = ThreadPoolExecutor(1, thread_name_prefix="csss-recv")
+        self._sender: Any = None
+        self._receiver: Any = None
+        self._sink: Any = None
+        self._source: Any = None
+        self._track: Any = None
+        self._pc: Any = None
+        self._ws: Any = None
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    # ---------------------------------------------------------------- engine
+    def _make_engines(self) -> None:
+        import torch
+
+        from csss_core.engine import PassThroughEngine
+
+        torch.set_num_threads(1)  # 20 ms blocks: threads only add overhead and steal the peer's core
+        if not self.o.engine:
+            self._sender = PassThroughEngine()
+            self._receiver = PassThroughEngine()
+            return
+        import secrets
+
+        from csss_core.anonymizer import Anonymizer
+        from csss_core.audio import read_audio
+        from csss_core.engine import ReceiverEngine, SenderEngine
+
+        enroll = read_audio(self.o.enroll)[0] if self.o.enroll else None
+        seed = self.o.seed if self.o.seed is not None else secrets.randbelow(2**32)
+        self._sender = SenderEngine(Anonymizer(asv_check=enroll is not None), None, seed, enroll=enroll)
+        self._receiver = ReceiverEngine(Anonymizer(asv_check=False), None)
+
+    def _set_keys(self, keys: CallKeys) -> None:
+        self.keys = keys
+        self.report.sas = keys.sas
+        if self.o.engine:
+            self._sender.set_key(keys.send)
+            self._receiver.set_key(keys.receive)
+
+    def _send_process(self, pcm: np.ndarray) -> np.ndarray:
+        y: np.ndarray = self._sender.process(pcm)
+        return y
+
+    def _recv_process(self, pcm: np.ndarray) -> np.ndarray:
+        y: np.ndarray = self._receiver.process(pcm)
+        return y
+
+    # ---------------------------------------------------------------- signaling
+    async def _send(self, msg: dict[str, Any]) -> None:
+        await self._ws.send(json.dumps(msg))
+
+    async def _start_key_exchange(self) -> None:
+        if self.o.key_file:
+            return
+        assert self._agreement is not None
+        first = self._agreement.start()
+        if first is not None:
+            await self._send({"type": "key", **first})
+
+    async def _make_offer(self) -> None:
+        offer = await self._pc.createOffer()
+        await self._pc.setLocalDescription(offer)
+        await self._send({"type": "offer", "sdp": self._pc.localDescription.sdp})
+
+    async def _on_message(self, msg: dict[str, Any]) -> None:
+        from aiortc import RTCSessionDescription
+
+        kind = msg.get("type")
+        if kind == "peer-joined":
+            if self.report.initiator:
+                await self._start_key_exchange()
+                await self._make_offer()
+        elif kind == "offer":
+            await self._pc.setRemoteDescription(RTCSessionDescription(sdp=msg["sdp"], type="offer"))
+            answer = await self._pc.createAnswer()
+            await self._pc.setLocalDescription(answer)
+            await self._send({"type": "answer", "sdp": self._pc.localDescription.sdp})
+        elif kind == "answer":
+            await self._pc.setRemoteDescription(RTCSessionDescription(sdp=msg["sdp"], type="answer"))
+        elif kind == "candidate":
+            from aiortc.sdp import candidate_from_sdp
+
+            text = str(msg.get("candidate") or "")
+            if text:
+                cand = candidate_from_sdp(text.removeprefix("candidate:"))
+                cand.sdpMid = msg.get("sdpMid")
+                cand.sdpMLineIndex = msg.get("sdpMLineIndex")
+                await self._pc.addIceCandidate(cand)
+        elif kind == "key":
+            if self.o.key_file or self._agreement is None:
+                self.report.errors.append("peer sent a key exchange but this side uses a pre-shared key")
+                return
+            try:
+                reply = self._agreement.receive(msg)
+            except KeyExchangeError as exc:
+                self.report.errors.append(f"key exchange failed: {exc}")
+                self._finish("key-exchange-failed")
+                return
+            if reply is not None:
+                await self._send({"type": "key", **reply})
+            if self._agreement.keys is not None:
+                self._set_keys(self._agreement.keys)
+        elif kind in ("peer-left", "bye"):
+            self._finish("peer-left")
+        elif kind == "error":
+            self.report.errors.append(f"server: {msg.get('code')}: {msg.get('message')}")
+
+    async def _signaling_loop(self) -> None:
+        import websockets
+
+        try:
+            async for text in self._ws:
+                try:
+                    msg = json.loads(text)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(msg, dict):
+                    await self._on_message(msg)
+        except websockets.ConnectionClosed:
+            pass
+        if not self._done.is_set():
+            self._finish("server-closed")
+
+    # ---------------------------------------------------------------- media
+    async def _play(self, track: Any) -> None:
+        from aiortc.mediastreams import MediaStreamError
+
+        loop = asyncio.get_running_loop()
+        while not self._done.is_set():
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            a = frame.to_ndarray()
+            ch = len(frame.layout.channels)
+            pcm = (a.reshape(-1, ch).mean(axis=1) if a.dtype != np.float32 else a.reshape(-1, ch).mean(axis=1))
+            if a.dtype == np.int16:
+                pcm = pcm / 32768.0
+            if frame.sample_rate != RATE:
+                from csss_core.audio import resample
+
+                pcm = resample(pcm, frame.sample_rate, RATE)
+            y = await loop.run_in_executor(self._recv_ex, self._recv_process, pcm.astype(np.float32))
+            self._sink.write(y)
+            self.report.frames_received += 1
+            st = getattr(self._receiver, "status", None)
+            if st is not None and st.locked and self._lock_wall is None:
+                self._lock_wall = time.monotonic()
+
+    def _finish(self, why: str) -> None:
+        if not self._done.is_set():
+            self.report.ended_by = why
+            self._done.set()
+
+    # ---------------------------------------------------------------- status
+    def _status_line(self) -> str:
+        r = self._receiver.status if self._receiver is not None else None
+        s = getattr(self._sender, "status", None)
+        conn = "connected" if self._connected_at else "connecting"
+        if self.keys is None:
+            sas = "keys pending"
+        else:
+            sas = f"SAS {self.keys.sas}" if self.keys.sas else "pre-shared key"
+        if r is not None and getattr(r, "locked", False):
+            ident = "identity verified" if r.authenticated else "identity locked (NOT authenticated)"
+            if self._lock_wall and self._connected_at:
+                ident += f" after {self._lock_wall - self._connected_at:.1f} s"
+        elif not self.o.engine:
+            ident = "no engine"
+        else:
+            ident = "identity pending"
+        lat = ""
+        if self.o.engine and self._sender is not None:
+            lat = f" | engine delay {1000 * (self._sender.latency_s + self._receiver.latency_s):.0f} ms"
+        lv = ""
+        if s is not None and r is not None:
+            lv = (f" | mic {s.input_db:5.0f} dB out {s.output_db:5.0f} dB"
+                  f" | in {r.input_db:5.0f} dB spk {r.output_db:5.0f} dB")
+        return f"[csss] {conn} | {sas} | {ident}{lat}{lv}"
+
+    async def _status_loop(self) -> None:
+        tty = sys.stderr.isatty()
+        last = ""
+        while not self._done.is_set():
+            line = self._status_line()
+            if tty:
+                print("\r" + line.ljust(len(last)), end="", file=sys.stderr, flush=True)
+            elif line.split(" | mic")[0] != last.split(" | mic")[0]:
+                print(line, file=sys.stderr, flush=True)
+            last = line
+            await asyncio.sleep(0.5)
+        if tty:
+            print(file=sys.stderr)
+
+    # ---------------------------------------------------------------- run
+    async def run(self) -> CallReport:
+        """Join, connect, talk until the duration, the peer leaving, or Ctrl-C."""
+        import websockets
+        from aiortc import RTCConfiguration, RTCPeerConnection
+
+        if self.o.ice_hosts:
+            restrict_ice_hosts(self.o.ice_hosts)
+        if self.o.key_file:
+            self.report.key_mode = "pre-shared"
+        else:
+            self.report.key_mode = "x25519+sas"
+        self._make_engines()
+        if self.o.key_file:
+            self._set_keys(preshared(read_key_file(self.o.key_file)))
+        url = _ws_url(self.o.server)
+        try:
+            self._ws = await asyncio.wait_for(websockets.connect(url, max_size=1 << 17), self.o.connect_timeout)
+        except (TimeoutError, OSError, websockets.InvalidURI, websockets.InvalidHandshake) as exc:
+            raise CallError(f"cannot reach the signaling server at {url}: {exc}") from exc
+        try:
+            await self._send({"type": "join", "room": self.o.room})
+            joined = json.loads(await asyncio.wait_for(self._ws.recv(), self.o.connect_timeout))
+            if joined.get("type") == "error":
+                raise CallError(f"server refused: {joined.get('message')}")
+            if joined.get("type") != "joined":
+                raise CallError(f"unexpected first message from the server: {joined.get('type')}")
+            self.report.initiator = int(joined["peers"]) == 1
+            self._agreement = None if self.o.key_file else KeyAgreement(self.report.initiator)
+            self._pc = RTCPeerConnection(RTCConfiguration(iceServers=_ice_servers(list(joined.get("ice_servers", [])))))
+            await self._setup_media()
+            self._tasks.append(asyncio.create_task(self._signaling_loop()))
+            if self.o.status:
+                self._tasks.append(asyncio.create_task(self._status_loop()))
+            if not self.report.initiator:
+                await self._start_key_exchange()  # the responder waits for the commitment; no-op
+            await self._wait()
+        finally:
+            await self._close()
+        return self.report
+
+    async def _setup_media(self) -> None:
+        if self.o.input_file:
+            self._source = FileSource(self.o.input_file, loop_file=self.o.loop_input)
+        elif self.o.silent:
+            self._source = SilenceSource()
+        else:
+            self._source = MicSource(self.o.input_device)
+        self._sink = FileSink(self.o.output_file) if self.o.output_file else SpeakerSink(self.o.output_device)
+        self._track = _EngineTrack(self._source, self._send_process, self._send_ex)
+        self._pc.addTrack(self._track)
+
+        @self._pc.on("track")
+        def on_track(track: Any) -> None:
+            if track.kind == "audio":
+                self._tasks.append(asyncio.create_task(self._play(track)))
+
+        @self._pc.on("connectionstatechange")
+        async def on_state() -> None:
+            state = self._pc.connectionState
+            if state == "connected" and self._connected_at is None:
+                self._connected_at = time.monotonic()
+                self.report.connected = True
+            elif state in ("failed", "closed"):
+                self._finish(f"connection-{state}")
+
+    async def _wait(self) -> None:
+        t0 = time.monotonic()
+        while not self._done.is_set():
+            await asyncio.sleep(0.05)
+            now = time.monotonic()
+            if self._connected_at is None and now - t0 > self.o.connect_timeout + 10 and not self.report.initiator:
+                self._finish("connect-timeout")
+            up = now - self._connected_at if self._connected_at is not None else None
+            if up is not None and self.o.duration is not None and up >= self.o.duration:
+                self._finish("duration")
+
+    async def _close(self) -> None:
+        if self._connected_at is not None:
+            self.report.seconds_connected = round(time.monotonic() - self._connected_at, 3)
+        with contextlib.suppress(Exception):
+            await self._send({"type": "bye"})
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        if self._pc is not None:
+            await self._pc.close()
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await self._ws.close()
+        self._send_ex.shutdown(wait=True)
+        self._recv_ex.shutdown(wait=True)
+        for part in (self._source, self._sink):
+            if part is not None:
+                part.close()
+        self._fill_report()
+
+    def _fill_report(self) -> None:
+        rep = self.report
+        rep.frames_sent = getattr(self._track, "frames", 0) if self._track is not None else 0
+        r = getattr(self._receiver, "status", None)
+        s = getattr(self._sender, "status", None)
+        if r is not None and getattr(r, "locked", False):
+            rep.identity_locked = True
+            rep.identity_authenticated = bool(r.authenticated)
+            rep.seconds_audio_to_lock = r.seconds_to_lock
+        if self._lock_wall is not None and self._connected_at is not None:
+            rep.seconds_call_start_to_lock = round(self._lock_wall - self._connected_at, 3)
+        if s is not None and hasattr(s, "embedding_since_s"):
+            rep.sender_identity_frozen_at_s = s.embedding_since_s
+        if s is not None and getattr(s, "compute_ms", None):
+            rep.sender_compute_ms_median = round(float(np.median(s.compute_ms)), 2)
+        if r is not None and getattr(r, "compute_ms", None):
+            rep.receiver_compute_ms_median = round(float(np.median(r.compute_ms)), 2)
+        if self.o.timing_file:
+            timing = {
+                "source_start": getattr(self._source, "start", None),
+                "sink_times": getattr(self._sink, "times", []),
+                "frame": FRAME,
+                "rate": RATE,
+                "sender_latency_s": getattr(self._sender, "latency_s", 0.0),
+                "receiver_latency_s": getattr(self._receiver, "latency_s", 0.0),
+                "sender_compute_ms": list(getattr(s, "compute_ms", []) or []),
+                "receiver_compute_ms": list(getattr(r, "compute_ms", []) or []),
+                "report": asdict(rep),
+            }
+            Path(self.o.timing_file).write_text(json.dumps(timing))
+
+
+def run_call(opts: CallOptions) -> CallReport:
+    """Run a call to its end (blocking)."""
+    return asyncio.run(Call(opts).run())

@@ -1,0 +1,176 @@
+"""Audio sources and sinks of a call: files (headless) and sound devices (sounddevice / PortAudio).
+
+Every source hands out 20 ms chunks of mono float32 at 48 kHz and records when its first sample was
+captured (``start``, on the ``time.monotonic`` clock), so that the mouth time of sample ``p`` is
+``start + p / 48000``. Every sink records when each chunk was handed to it, for the latency benchmark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from csss_core.audio import read_audio, write_audio
+
+RATE = 48_000
+FRAME = 960  # 20 ms, aiortc's Opus frame
+
+
+class FileSource:
+    """A file played in real time (paced by the clock), then silence."""
+
+    def __init__(self, path: str | Path, loop_file: bool = False) -> None:
+        self.samples, _ = read_audio(path, sample_rate=RATE)
+        self.loop_file = loop_file
+        self.start: float | None = None
+        self._k = 0
+
+    @property
+    def ended(self) -> bool:
+        """The whole file has been read (never, when looping)."""
+        return not self.loop_file and self._k * FRAME >= len(self.samples)
+
+    @property
+    def position_s(self) -> float:
+        """Seconds read so far."""
+        return self._k * FRAME / RATE
+
+    async def read(self) -> np.ndarray:
+        """The next 20 ms, returned when its last sample would have been captured."""
+        now = time.monotonic()
+        if self.start is None:
+            self.start = now
+        due = self.start + (self._k + 1) * FRAME / RATE
+        if due > now:
+            await asyncio.sleep(due - now)
+        i = self._k * FRAME
+        if self.loop_file and len(self.samples):
+            idx = (i + np.arange(FRAME)) % len(self.samples)
+            out = self.samples[idx]
+        else:
+            out = self.samples[i : i + FRAME]
+            if len(out) < FRAME:
+                out = np.concatenate([out, np.zeros(FRAME - len(out), np.float32)])
+        self._k += 1
+        return out.astype(np.float32)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class SilenceSource(FileSource):
+    """Real-time silence (a listener that does not talk)."""
+
+    def __init__(self) -> None:  # noqa: D107 (no file)
+        self.samples = np.zeros(0, np.float32)
+        self.loop_file = False
+        self.start = None
+        self._k = 0
+
+    @property
+    def ended(self) -> bool:
+        """Silence never ends."""
+        return False
+
+
+class MicSource:
+    """The microphone through sounddevice: 20 ms blocks, paced by the device."""
+
+    def __init__(self, device: str | int | None = None) -> None:
+        import sounddevice as sd
+
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[np.ndarray] = asyncio.Queue(maxsize=50)
+        self.start: float | None = None
+        self.ended = False
+        self.dropped = 0
+
+        def callback(indata: np.ndarray, frames: int, _time: object, status: object) -> None:
+            block = indata[:, 0].astype(np.float32).copy()
+            self._loop.call_soon_threadsafe(self._put, block)
+
+        self._stream = sd.InputStream(samplerate=RATE, channels=1, dtype="float32", blocksize=FRAME,
+                                      device=device, callback=callback)
+        self._stream.start()
+
+    def _put(self, block: np.ndarray) -> None:
+        if self.start is None:
+            self.start = time.monotonic() - len(block) / RATE
+        if self._queue.full():
+            self._queue.get_nowait()  # the engine fell behind: drop the oldest block, keep latency bounded
+            self.dropped += 1
+        self._queue.put_nowait(block)
+
+    async def read(self) -> np.ndarray:
+        """The next 20 ms block from the device."""
+        return await self._queue.get()
+
+    def close(self) -> None:
+        """Stop the device stream."""
+        self._stream.stop()
+        self._stream.close()
+
+
+class FileSink:
+    """Everything heard, written to a file when the call ends; chunk arrival times kept."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._chunks: list[np.ndarray] = []
+        self.times: list[tuple[int, float]] = []  # (first sample index, monotonic time) per chunk
+        self._n = 0
+
+    def write(self, y: np.ndarray) -> None:
+        """Append one chunk (played 'now')."""
+        self.times.append((self._n, time.monotonic()))
+        self._chunks.append(np.asarray(y, np.float32))
+        self._n += len(y)
+
+    def close(self) -> None:
+        """Write the file."""
+        y = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)
+        write_audio(self.path, y, RATE)
+
+
+class SpeakerSink:
+    """The speaker through sounddevice, fed from a bounded buffer (silence on underrun)."""
+
+    MAX_BUFFER = RATE // 5  # 200 ms: older audio is dropped rather than letting latency grow
+
+    def __init__(self, device: str | int | None = None) -> None:
+        import sounddevice as sd
+
+        self._lock = threading.Lock()
+        self._buf = np.zeros(0, np.float32)
+        self.underruns = 0
+        self.times: list[tuple[int, float]] = []
+        self._n = 0
+
+        def callback(outdata: np.ndarray, frames: int, _time: object, status: object) -> None:
+            with self._lock:
+                take = self._buf[:frames]
+                self._buf = self._buf[frames:]
+            if len(take) < frames:
+                self.underruns += 1
+                take = np.concatenate([take, np.zeros(frames - len(take), np.float32)])
+            outdata[:, 0] = take
+
+        self._stream = sd.OutputStream(samplerate=RATE, channels=1, dtype="float32", blocksize=FRAME,
+                                       device=device, callback=callback)
+        self._stream.start()
+
+    def write(self, y: np.ndarray) -> None:
+        """Queue one chunk for playback."""
+        self.times.append((self._n, time.monotonic()))
+        self._n += len(y)
+        with self._lock:
+            self._buf = np.concatenate([self._buf, np.asarray(y, np.float32)])[-self.MAX_BUFFER :]
+
+    def close(self) -> None:
+        """Stop the device stream."""
+        self._stream.stop()
+        self._stream.close()

@@ -1,0 +1,346 @@
+"""The call engine: the sender's and the receiver's streaming pipelines at the call's 48 kHz.
+
+Sender (microphone -> network)::
+
+    48 kHz -> 16 kHz -> converter (real voice -> pseudo-voice) -> hidden channel (sealed identity) -> 48 kHz
+
+The real speaker's embedding is estimated while the user speaks (or taken from an enrollment
+recording) and frozen after ``freeze_seconds`` of speech; from then on the sealed identity is
+embedded, repeated, for the rest of the call. Before the freeze the converter uses the running
+estimate (the average training voice before any speech), so the first second leaks more of the
+real voice than the rest; an enrollment recording (``--enroll``) removes that phase.
+
+Receiver (network -> speaker)::
+
+    48 kHz -> 16 kHz -> extractor (lock onto the sealed identity)
+                     -> before lock: the pseudo-voice passes through (delayed to the converter's latency)
+                     -> after lock: converter (pseudo-voice -> real voice), cross-faded in -> 48 kHz
+
+Both engines take and return float32 chunks of any length (the call uses 20 ms = 960 samples) and
+return exactly as many samples as they get, so they can sit behind a real-time audio track.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from csss_core.anonymizer import Anonymizer, offsets_for_seed
+from csss_core.audio import INTERNAL_SAMPLE_RATE, AudioChunk
+from csss_core.converter import FrameMapper
+from csss_core.sealed_voice import HIDDEN_CHANNEL, Extracted, extracted_from_state, identity_bits, reconstruction_mapper
+from csss_core.speaker import MODEL_DIR, SpeakerEmbedding, SpeakerEstimator
+from csss_core.stage import StreamingResampler
+from csss_core.stego_ss import SSEmbedStage, SSExtractor
+from csss_core.vocoder import HOP, LOOKAHEAD, VocoderStage
+
+CALL_RATE = 48_000
+BLOCK = 320  # 20 ms at 16 kHz: a multiple of the vocoder hop and of the hidden channel's bit length
+UPDATE_EVERY = 50  # speech frames (0.5 s) between updates of the running speaker estimate
+FLOOR_DB = -120.0
+
+
+def level_db(x: np.ndarray) -> float:
+    """RMS level in dBFS (``FLOOR_DB`` for silence)."""
+    if len(x) == 0:
+        return FLOOR_DB
+    r = float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+    return max(FLOOR_DB, 20 * np.log10(r + 1e-12))
+
+
+class _Fifo:
+    """Sample FIFO that hands out exactly the requested count (zeros while it is short)."""
+
+    def __init__(self) -> None:
+        self._parts: list[np.ndarray] = []
+        self._n = 0
+        self.underruns = 0
+
+    def push(self, x: np.ndarray) -> None:
+        if len(x):
+            self._parts.append(np.asarray(x, np.float32))
+            self._n += len(x)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def pop(self, n: int, pad: bool = True) -> np.ndarray:
+        if not self._parts:
+            buf = np.zeros(0, np.float32)
+        else:
+            buf = np.concatenate(self._parts) if len(self._parts) > 1 else self._parts[0]
+        if len(buf) < n and pad:
+            self.underruns += 1
+            buf = np.concatenate([np.zeros(n - len(buf), np.float32), buf])
+            self._n = len(buf)
+        out, rest = buf[:n], buf[n:]
+        self._parts = [rest] if len(rest) else []
+        self._n = len(rest)
+        return out
+
+
+class _Blocks:
+    """48 kHz in -> 16 kHz blocks of ``BLOCK`` -> (processing) -> 48 kHz out, same length as in."""
+
+    def __init__(self) -> None:
+        self._down = StreamingResampler(CALL_RATE, INTERNAL_SAMPLE_RATE)
+        self._up = StreamingResampler(INTERNAL_SAMPLE_RATE, CALL_RATE)
+        self._in = _Fifo()
+        self._out = _Fifo()
+
+    @property
+    def latency_s(self) -> float:
+        """Delay of the two resamplers plus the block buffering."""
+        return self._down.latency_s + self._up.latency_s
+
+    def run(self, x48: np.ndarray, block_fn: object) -> np.ndarray:
+        x16 = self._down.process(AudioChunk(np.asarray(x48, np.float32), CALL_RATE)).samples
+        self._in.push(x16)
+        while len(self._in) >= BLOCK:
+            y16 = block_fn(self._in.pop(BLOCK))  # type: ignore[operator]
+            self._out.push(self._up.process(AudioChunk(y16, INTERNAL_SAMPLE_RATE)).samples)
+        return self._out.pop(len(x48))
+
+
+@dataclass
+class SenderStatus:
+    """What the sender's status line shows."""
+
+    speech_seconds: float = 0.0
+    identity_frozen: bool = False
+    embedding_since_s: float | None = None  # stream time at which the sealed identity started
+    input_db: float = FLOOR_DB
+    output_db: float = FLOOR_DB
+    compute_ms: list[float] = field(default_factory=list)  # per 20 ms block
+
+
+class SenderEngine:
+    """Microphone audio (48 kHz) -> pseudo-voice carrying the sealed identity (48 kHz)."""
+
+    CANDIDATES = 16  # pseudo-speaker draws considered when there is no enrollment
+
+    def __init__(self, anonymizer: Anonymizer, key: bytes | None, seed: int, enroll: np.ndarray | None = None,
+                 freeze_seconds: float = 3.0, device: str = "cpu") -> None:
+        self.anon = anonymizer
+        self.key = key
+        self._has_key = key is not None
+        self.seed = seed & 0xFFFFFFFF
+        self.freeze_frames = int(freeze_seconds * INTERNAL_SAMPLE_RATE / HOP)
+        self.offsets = offsets_for_seed(self.seed)
+        cb = anonymizer.cb
+        if enroll is not None:
+            self.source = anonymizer.embed_speaker(enroll)
+            _, self.draw_index, pseudo, _ = anonymizer.choose_pseudo(enroll, self.source, self.seed)
+        else:
+            train = np.load(MODEL_DIR / "pseudo_gan_train_embeddings.npy").astype(np.float64)
+            self._scale = train.std(axis=0) + 1e-6
+            self.source = SpeakerEmbedding.from_vector(train.mean(axis=0), cb.k)
+            self.draw_index, pseudo = self._farthest(self.source)
+        self._chosen = enroll is not None
+        self.pseudo = SpeakerEmbedding.from_vector(pseudo, cb.k)
+        self._est = SpeakerEstimator(cb)
+        self._voc = VocoderStage(self._mapper(), device, keep_frames=enroll is None)
+        self._blocks = _Blocks()
+        self._embed: SSEmbedStage | None = None
+        self._n16 = 0
+        self._since_update = 0
+        self.status = SenderStatus()
+        self._ready = enroll is not None  # enough speech seen to freeze the identity
+
+    def set_key(self, key: bytes) -> None:
+        """The call key, once agreed (the identity is sealed only after it is known)."""
+        self.key = key
+        self._has_key = True
+
+    @property
+    def latency_s(self) -> float:
+        """Algorithmic delay: resamplers and the converter's look-ahead."""
+        return self._blocks.latency_s + self._voc.latency_s
+
+    def _farthest(self, src: SpeakerEmbedding) -> tuple[int, np.ndarray]:
+        """Of the first human-range draws of the seed, the one farthest from ``src`` (scaled per dimension).
+
+        The streaming stand-in for the file anonymizer's ASV check, which needs seconds of speech
+        and several renderings; the embedding distance needs neither.
+        """
+        v0 = src.to_vector().astype(np.float64)
+        best: tuple[float, int, np.ndarray] | None = None
+        for n, (idx, v) in enumerate(self.anon.gan.candidates(self.seed)):
+            d = float(np.linalg.norm((v.astype(np.float64) - v0) / self._scale))
+            if best is None or d > best[0]:
+                best = (d, idx, v)
+            if n + 1 >= self.CANDIDATES:
+                break
+        if best is None:
+            raise RuntimeError("no pseudo-speaker inside the human range")
+        return best[1], best[2]
+
+    def _mapper(self) -> FrameMapper:
+        return FrameMapper(self.anon.cb, self.source, self.pseudo, self.offsets, self.anon.beta)
+
+    def _freeze(self) -> None:
+        if self.key is None:
+            raise RuntimeError("sealing the identity needs the call key")
+        self._voc.keep_frames = False
+        self._voc.frames_seen = []
+        self._voc.transform = self._mapper()
+        bits = identity_bits(self.source.to_vector(), self.seed, self.draw_index, self.anon.beta, self.key)
+        self._embed = SSEmbedStage(bits, HIDDEN_CHANNEL)
+        self.status.identity_frozen = True
+        self.status.embedding_since_s = self._n16 / INTERNAL_SAMPLE_RATE
+
+    def _learn(self) -> None:
+        frames, self._voc.frames_seen = self._voc.frames_seen, []
+        before = self._est.n_frames
+        for fr in frames:
+            self._est.update(fr)
+        self._since_update += self._est.n_frames - before
+        self.status.speech_seconds = self._est.n_frames * HOP / INTERNAL_SAMPLE_RATE
+        if self._since_update >= UPDATE_EVERY or self._est.n_frames >= self.freeze_frames:
+            self._since_update = 0
+            try:
+                self.source = self._est.estimate()
+            except ValueError:
+                return
+            if not self._chosen:
+                # the first estimate of the real voice: pick the pseudo-speaker far from it (once)
+                self.draw_index, pseudo = self._farthest(self.source)
+                self.pseudo = SpeakerEmbedding.from_vector(pseudo, self.anon.cb.k)
+                self._chosen = True
+            self._voc.transform = self._mapper()
+            if self._est.n_frames >= self.freeze_frames:
+                self._ready = True
+                self._voc.keep_frames = False
+                self._voc.frames_seen = []
+
+    def _block(self, x16: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        y = self._voc.process(AudioChunk(x16, INTERNAL_SAMPLE_RATE)).samples
+        if not self.status.identity_frozen:
+            if not self._ready:
+                self._learn()
+            if self._ready and self._has_key:
+                self._freeze()
+        if self._embed is not None:
+            y = self._embed.process(AudioChunk(y, INTERNAL_SAMPLE_RATE)).samples
+        self._n16 += len(x16)
+        self.status.compute_ms.append(1000 * (time.perf_counter() - t0))
+        del self.status.compute_ms[:-500]
+        return np.clip(y, -1.0, 1.0)
+
+    def process(self, x48: np.ndarray) -> np.ndarray:
+        """One chunk of microphone audio in, the same number of samples of pseudo-voice out."""
+        self.status.input_db = level_db(x48)
+        y = self._blocks.run(x48, self._block)
+        self.status.output_db = level_db(y)
+        return y
+
+
+@dataclass
+class ReceiverStatus:
+    """What the receiver's status line shows."""
+
+    locked: bool = False
+    authenticated: bool = False
+    seconds_to_lock: float | None = None  # seconds of received audio until the identity opened
+    reason: str = "listening for the hidden identity"
+    input_db: float = FLOOR_DB
+    output_db: float = FLOOR_DB
+    compute_ms: list[float] = field(default_factory=list)
+    extracted: Extracted | None = None
+
+
+class ReceiverEngine:
+    """Received pseudo-voice (48 kHz) -> the sender's real voice once the identity locks (48 kHz).
+
+    Before lock the pseudo-voice passes through; at lock the reconstruction is cross-faded in over
+    ``crossfade_s`` after the converter has warmed up. Both paths have the converter's delay, so
+    the switch does not jump in time.
+    """
+
+    WARMUP = 3 * LOOKAHEAD  # samples the converter runs before its output is used
+
+    def __init__(self, anonymizer: Anonymizer, key: bytes | None, crossfade_s: float = 0.2,
+                 device: str = "cpu") -> None:
+        self.anon = anonymizer
+        self.key = key
+        self.device = device
+        self._xfade = max(1, int(crossfade_s * INTERNAL_SAMPLE_RATE))
+        self._extractor: SSExtractor | None = SSExtractor(key, HIDDEN_CHANNEL) if key is not None else None
+        self._delay = np.zeros(LOOKAHEAD, np.float32)
+        self._conv: VocoderStage | None = None
+        self._conv_n = 0  # samples the converter has processed
+        self._blocks = _Blocks()
+        self._n16 = 0
+        self.status = ReceiverStatus()
+
+    def set_key(self, key: bytes) -> None:
+        """The call key, once agreed; extraction starts then (the pseudo-voice passes through before)."""
+        self.key = key
+        self._extractor = SSExtractor(key, HIDDEN_CHANNEL)
+
+    @property
+    def latency_s(self) -> float:
+        """Algorithmic delay: resamplers and the converter's look-ahead (also on the pass-through path)."""
+        return self._blocks.latency_s + LOOKAHEAD / INTERNAL_SAMPLE_RATE
+
+    def _lock(self) -> None:
+        assert self._extractor is not None
+        ext = extracted_from_state(self._extractor.receiver.state, self._extractor.seconds_to_lock)
+        self.status.extracted = ext
+        self.status.reason = ext.reason
+        try:
+            mapper = reconstruction_mapper(ext, self.anon)
+        except ValueError as exc:
+            self.status.reason = str(exc)
+            return
+        self._conv = VocoderStage(mapper, self.device)
+        self.status.locked = True
+        self.status.authenticated = ext.authenticated
+        self.status.seconds_to_lock = ext.seconds_to_lock
+
+    def _block(self, x16: np.ndarray) -> np.ndarray:
+        t0 = time.perf_counter()
+        buf = np.concatenate([self._delay, x16])
+        passthrough, self._delay = buf[: len(x16)], buf[len(x16) :]
+        if self._conv is None and self._extractor is not None:
+            st = self._extractor.push(x16)
+            if st.opened is not None:
+                self._lock()
+            elif st.failures:
+                self.status.reason = st.failures[-1]
+        y = passthrough
+        if self._conv is not None:
+            rec = self._conv.process(AudioChunk(x16, INTERNAL_SAMPLE_RATE)).samples
+            pos = self._conv_n + np.arange(len(x16)) - self.WARMUP
+            w = np.clip(pos / self._xfade, 0.0, 1.0).astype(np.float32)
+            w = 0.5 - 0.5 * np.cos(np.pi * w)  # raised-cosine cross-fade
+            y = (1.0 - w) * passthrough + w * rec
+            self._conv_n += len(x16)
+        self._n16 += len(x16)
+        self.status.compute_ms.append(1000 * (time.perf_counter() - t0))
+        del self.status.compute_ms[:-500]
+        return np.clip(y, -1.0, 1.0).astype(np.float32)
+
+    def process(self, x48: np.ndarray) -> np.ndarray:
+        """One chunk of received audio in, the same number of samples for the speaker out."""
+        self.status.input_db = level_db(x48)
+        y = self._blocks.run(x48, self._block)
+        self.status.output_db = level_db(y)
+        return y
+
+
+class PassThroughEngine:
+    """No processing (the latency benchmark's baseline, and ``csss call --no-engine``)."""
+
+    latency_s = 0.0
+
+    def __init__(self) -> None:
+        self.status = ReceiverStatus(reason="pass-through (no engine)")
+
+    def process(self, x48: np.ndarray) -> np.ndarray:
+        """Return the input."""
+        self.status.input_db = self.status.output_db = level_db(x48)
+        return np.asarray(x48, np.float32)

@@ -1,0 +1,93 @@
+"""The call engines offline: sender -> real Opus -> receiver, in 20 ms chunks at 48 kHz."""
+
+import numpy as np
+import pytest
+import torch
+
+from csss_core.anonymizer import Anonymizer
+from csss_core.audio import resample
+from csss_core.channel import opus_roundtrip
+from csss_core.engine import ReceiverEngine, SenderEngine
+from csss_core.payload import new_key
+from tests.conftest import voice_clip
+
+FR = 960
+
+
+def _run(engine, x: np.ndarray, chunk: int = FR) -> np.ndarray:
+    return np.concatenate([engine.process(x[i : i + chunk]) for i in range(0, len(x), chunk)])
+
+
+@pytest.fixture(scope="module")
+def call_audio(tiny_corpus):
+    torch.set_num_threads(1)
+    x16 = voice_clip(tiny_corpus, "fest_ked")
+    x48 = resample(x16, 16000, 48000)
+    key = new_key()
+    sender = SenderEngine(Anonymizer(asv_check=False), key, seed=11)
+    y = _run(sender, x48)
+    return x16, x48, key, sender, y, opus_roundtrip(y, 48000, 96_000)
+
+
+def _asv():
+    from resemblyzer import VoiceEncoder, preprocess_wav
+
+    ve = VoiceEncoder(device="cpu", verbose=False)
+    return lambda a: ve.embed_utterance(preprocess_wav(resample(a, 48000, 16000), source_sr=16000))
+
+
+def test_receiver_passes_the_pseudo_voice_then_switches_to_the_real_one(call_audio):
+    x16, x48, key, sender, y, yc = call_audio
+    assert len(y) == len(x48)
+    assert sender.status.identity_frozen and sender.status.embedding_since_s is not None
+    rx = ReceiverEngine(Anonymizer(asv_check=False), key)
+    z = _run(rx, yc)
+    assert len(z) == len(yc)
+    st = rx.status
+    assert st.locked and st.authenticated, st.reason
+    assert st.seconds_to_lock is not None and st.seconds_to_lock < len(x16) / 16000
+    # before the lock the output is exactly the pass-through path (a receiver that has no key)
+    plain = _run(ReceiverEngine(Anonymizer(asv_check=False), None), yc)
+    lock = int(st.seconds_to_lock * 48000)
+    np.testing.assert_array_equal(z[: lock - 2 * FR], plain[: lock - 2 * FR])
+    after = slice(lock + 48000, None)
+    assert np.max(np.abs(z[after] - plain[after])) > 0.05
+    emb = _asv()
+    e_orig = emb(x48)
+    cos_pseudo = float(e_orig @ emb(plain[after]))
+    cos_recon = float(e_orig @ emb(z[after]))
+    assert cos_recon > cos_pseudo + 0.02, (cos_recon, cos_pseudo)
+    # no jump at the switch: the cross-fade keeps sample-to-sample steps within the signal's own range
+    around = z[lock - 4800 : lock + 48000]
+    assert np.max(np.abs(np.diff(around))) < 4 * np.max(np.abs(np.diff(plain[lock - 4800 : lock + 48000]))) + 1e-3
+
+
+def test_wrong_key_never_locks_and_keeps_passing_through(call_audio):
+    _, _, _, _, _, yc = call_audio
+    rx = ReceiverEngine(Anonymizer(asv_check=False), new_key())
+    z = _run(rx, yc)
+    plain = _run(ReceiverEngine(Anonymizer(asv_check=False), None), yc)
+    assert not rx.status.locked
+    assert "authentication failed" in rx.status.reason
+    np.testing.assert_array_equal(z, plain)
+
+
+def test_sender_waits_for_the_key_before_sealing(tiny_corpus):
+    x48 = resample(voice_clip(tiny_corpus, "flite_slt", repeat=1)[: 16000 * 6], 16000, 48000)
+    s = SenderEngine(Anonymizer(asv_check=False), None, seed=3)
+    _run(s, x48[: 48000 * 5])
+    assert not s.status.identity_frozen and s.status.speech_seconds >= 3.0
+    s.set_key(new_key())
+    _run(s, x48[48000 * 5 :])
+    assert s.status.identity_frozen
+
+
+@pytest.mark.parametrize("chunk", [441, 1000, 4800])
+def test_any_chunk_size_gives_as_many_samples_back(tiny_corpus, chunk):
+    x48 = resample(voice_clip(tiny_corpus, "flite_awb", repeat=1)[:32000], 16000, 48000)
+    s = SenderEngine(Anonymizer(asv_check=False), new_key(), seed=5)
+    r = ReceiverEngine(Anonymizer(asv_check=False), new_key())
+    for i in range(0, len(x48), chunk):
+        part = x48[i : i + chunk]
+        assert len(s.process(part)) == len(part)
+        assert len(r.process(part)) == len(part)
