@@ -74,6 +74,8 @@ class CallReport:
     seconds_audio_to_lock: float | None = None  # received audio until the payload opened
     seconds_call_start_to_lock: float | None = None  # wall clock from "connected" to lock
     sender_identity_frozen_at_s: float | None = None
+    sender_speech_seconds: float | None = None  # speech the sender's identity estimate has seen
+    sender_asv_distance: float | None = None  # GE2E cosine distance of the pseudo-voice from the real one
     frames_sent: int = 0
     frames_received: int = 0
     sender_compute_ms_median: float | None = None
@@ -186,7 +188,7 @@ class Call:
 
         enroll = read_audio(self.o.enroll)[0] if self.o.enroll else None
         seed = self.o.seed if self.o.seed is not None else secrets.randbelow(2**32)
-        self._sender = SenderEngine(Anonymizer(asv_check=enroll is not None), None, seed, enroll=enroll)
+        self._sender = SenderEngine(Anonymizer(asv_check=enroll is not None), None, seed, enroll=enroll, asv_check=True)
         self._receiver = ReceiverEngine(Anonymizer(asv_check=False), None)
 
     def _set_keys(self, keys: CallKeys) -> None:
@@ -197,12 +199,27 @@ class Call:
             self._receiver.set_key(keys.receive)
 
     def _send_process(self, pcm: np.ndarray) -> np.ndarray:
-        y: np.ndarray = self._sender.process(pcm)
+        """Sender engine; if it fails, silence goes out (never the unprotected voice) and the call ends."""
+        try:
+            y: np.ndarray = self._sender.process(pcm)
+        except Exception as exc:  # noqa: BLE001 (any engine failure must end the call cleanly)
+            self._engine_failed(f"sender engine failed: {type(exc).__name__}: {exc}")
+            return np.zeros_like(pcm)
         return y
 
     def _recv_process(self, pcm: np.ndarray) -> np.ndarray:
-        y: np.ndarray = self._receiver.process(pcm)
+        try:
+            y: np.ndarray = self._receiver.process(pcm)
+        except Exception as exc:  # noqa: BLE001
+            self._engine_failed(f"receiver engine failed: {type(exc).__name__}: {exc}")
+            return np.zeros_like(pcm)
         return y
+
+    def _engine_failed(self, why: str) -> None:
+        if why not in self.report.errors:
+            self.report.errors.append(why)
+            log.error(why)
+        self._loop.call_soon_threadsafe(self._finish, "engine-failed")
 
     # ---------------------------------------------------------------- signaling
     async def _send(self, msg: dict[str, Any]) -> None:
@@ -363,6 +380,7 @@ class Call:
             self.report.key_mode = "pre-shared"
         else:
             self.report.key_mode = "x25519+sas"
+        self._loop = asyncio.get_running_loop()
         self._make_engines()
         if self.o.key_file:
             self._set_keys(preshared(read_key_file(self.o.key_file)))
@@ -463,6 +481,11 @@ class Call:
             rep.seconds_call_start_to_lock = round(self._lock_wall - self._connected_at, 3)
         if s is not None and hasattr(s, "embedding_since_s"):
             rep.sender_identity_frozen_at_s = s.embedding_since_s
+            rep.sender_speech_seconds = round(s.speech_seconds, 2)
+        if self._sender is not None and hasattr(self._sender, "asv_distance"):
+            d = self._sender.asv_distance
+            rep.sender_asv_distance = None if d is None else round(float(d), 3)
+            self._sender.close()
         if s is not None and getattr(s, "compute_ms", None):
             rep.sender_compute_ms_median = round(float(np.median(s.compute_ms)), 2)
         if r is not None and getattr(r, "compute_ms", None):

@@ -83,20 +83,23 @@ class Anonymizer:
         e = self._asv.embed_utterance(w)
         return e / (np.linalg.norm(e) + 1e-12)
 
-    def choose_pseudo(self, x: np.ndarray, src: SpeakerEmbedding, seed: int
-                      ) -> tuple[float | None, int, np.ndarray, int]:
+    def choose_pseudo(self, x: np.ndarray, src: SpeakerEmbedding, seed: int, max_draws: int = 16,
+                      order: list[int] | None = None) -> tuple[float | None, int, np.ndarray, int]:
         """The pseudo-speaker of ``seed`` for the speaker of ``x`` (whose embedding is ``src``).
 
+        Candidates are the seed's human-range draws in order, or the draws listed in ``order``.
         Returns (ASV cosine distance or None when unchecked, draw index, embedding, redraws).
         """
         offsets = offsets_for_seed(seed)
         head = x[: int(CHECK_SECONDS * INTERNAL_SAMPLE_RATE)]
         real_asv = self._asv_embed(head) if self._asv is not None else None
-        max_draws = 16
         chosen: tuple[float | None, int, np.ndarray] | None = None
         best: tuple[float, int, np.ndarray] | None = None
         redraws = 0
-        for idx, v in self.gan.candidates(seed, max_draws=64):
+        cands = self.gan.candidates(seed, max_draws=64)
+        if order is not None:
+            cands = iter([(i, self.gan.draw(seed, i)) for i in order])
+        for idx, v in cands:
             if real_asv is None:
                 chosen = (None, idx, v)
                 break

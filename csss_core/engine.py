@@ -22,6 +22,7 @@ return exactly as many samples as they get, so they can sit behind a real-time a
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from dataclasses import dataclass, field
 
@@ -104,6 +105,39 @@ class _Blocks:
         return self._out.pop(len(x48))
 
 
+_CHECKER: Anonymizer | None = None
+
+
+def _checker_init(beta: float) -> None:
+    global _CHECKER
+    import torch
+
+    torch.set_num_threads(1)
+    _CHECKER = Anonymizer(beta=beta, asv_check=True)
+
+
+def _checker_run(head: np.ndarray, source: np.ndarray, seed: int, order: list[int]
+                 ) -> tuple[float | None, int, np.ndarray, int]:
+    assert _CHECKER is not None
+    src = SpeakerEmbedding.from_vector(source, _CHECKER.cb.k)
+    return _CHECKER.choose_pseudo(head, src, seed, max_draws=len(order), order=order)
+
+
+def _checker_ready() -> bool:
+    return _CHECKER is not None
+
+
+def start_asv_checker(beta: float) -> concurrent.futures.ProcessPoolExecutor:
+    """A worker process with the ASV model loaded (the check renders seconds of audio: in this
+    process it would hold the interpreter lock away from the real-time threads)."""
+    import multiprocessing
+
+    pool = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                                  initializer=_checker_init, initargs=(beta,))
+    pool.submit(_checker_ready)  # load the models now, while the call connects
+    return pool
+
+
 @dataclass
 class SenderStatus:
     """What the sender's status line shows."""
@@ -120,9 +154,12 @@ class SenderEngine:
     """Microphone audio (48 kHz) -> pseudo-voice carrying the sealed identity (48 kHz)."""
 
     CANDIDATES = 16  # pseudo-speaker draws considered when there is no enrollment
+    ASV_CANDIDATES = 4  # of those, checked with the ASV model (farthest first) until one is far enough
+    CHECK_FRAMES = 150  # speech frames (1.5 s) before the ASV check starts
+    HEAD_SAMPLES = 3 * INTERNAL_SAMPLE_RATE  # input kept for the ASV check of the pseudo-voice
 
     def __init__(self, anonymizer: Anonymizer, key: bytes | None, seed: int, enroll: np.ndarray | None = None,
-                 freeze_seconds: float = 3.0, device: str = "cpu") -> None:
+                 freeze_seconds: float = 3.0, device: str = "cpu", asv_check: bool = False) -> None:
         self.anon = anonymizer
         self.key = key
         self._has_key = key is not None
@@ -130,15 +167,17 @@ class SenderEngine:
         self.freeze_frames = int(freeze_seconds * INTERNAL_SAMPLE_RATE / HOP)
         self.offsets = offsets_for_seed(self.seed)
         cb = anonymizer.cb
+        train = np.load(MODEL_DIR / "pseudo_gan_train_embeddings.npy").astype(np.float64)
+        self._scale = train.std(axis=0) + 1e-6
         if enroll is not None:
             self.source = anonymizer.embed_speaker(enroll)
             _, self.draw_index, pseudo, _ = anonymizer.choose_pseudo(enroll, self.source, self.seed)
         else:
-            train = np.load(MODEL_DIR / "pseudo_gan_train_embeddings.npy").astype(np.float64)
-            self._scale = train.std(axis=0) + 1e-6
             self.source = SpeakerEmbedding.from_vector(train.mean(axis=0), cb.k)
             self.draw_index, pseudo = self._farthest(self.source)
         self._chosen = enroll is not None
+        self._chosen_by_asv = enroll is not None  # the enrollment path ran the ASV check already
+        self.redraws = 0
         self.pseudo = SpeakerEmbedding.from_vector(pseudo, cb.k)
         self._est = SpeakerEstimator(cb)
         self._voc = VocoderStage(self._mapper(), device, keep_frames=enroll is None)
@@ -148,6 +187,11 @@ class SenderEngine:
         self._since_update = 0
         self.status = SenderStatus()
         self._ready = enroll is not None  # enough speech seen to freeze the identity
+        self._head: list[np.ndarray] = []  # the first seconds of input: the ASV check's real voice
+        self._head_n = 0
+        self._check: concurrent.futures.Future[tuple[float | None, int, np.ndarray, int]] | None = None
+        self.asv_distance: float | None = None
+        self._pool = start_asv_checker(anonymizer.beta) if asv_check and enroll is None else None
 
     def set_key(self, key: bytes) -> None:
         """The call key, once agreed (the identity is sealed only after it is known)."""
@@ -159,23 +203,23 @@ class SenderEngine:
         """Algorithmic delay: resamplers and the converter's look-ahead."""
         return self._blocks.latency_s + self._voc.latency_s
 
-    def _farthest(self, src: SpeakerEmbedding) -> tuple[int, np.ndarray]:
-        """Of the first human-range draws of the seed, the one farthest from ``src`` (scaled per dimension).
-
-        The streaming stand-in for the file anonymizer's ASV check, which needs seconds of speech
-        and several renderings; the embedding distance needs neither.
-        """
+    def _by_distance(self, src: SpeakerEmbedding) -> list[tuple[float, int, np.ndarray]]:
+        """The first human-range draws of the seed, farthest from ``src`` first (scaled per dimension)."""
         v0 = src.to_vector().astype(np.float64)
-        best: tuple[float, int, np.ndarray] | None = None
+        out = []
         for n, (idx, v) in enumerate(self.anon.gan.candidates(self.seed)):
-            d = float(np.linalg.norm((v.astype(np.float64) - v0) / self._scale))
-            if best is None or d > best[0]:
-                best = (d, idx, v)
+            out.append((float(np.linalg.norm((v.astype(np.float64) - v0) / self._scale)), idx, v))
             if n + 1 >= self.CANDIDATES:
                 break
-        if best is None:
+        if not out:
             raise RuntimeError("no pseudo-speaker inside the human range")
-        return best[1], best[2]
+        return sorted(out, key=lambda t: -t[0])
+
+    def _farthest(self, src: SpeakerEmbedding) -> tuple[int, np.ndarray]:
+        """The draw farthest from ``src`` in embedding space: the streaming stand-in for the ASV
+        check until there is speech to check (that needs seconds of speech and several renderings)."""
+        _, idx, v = self._by_distance(src)[0]
+        return idx, v
 
     def _mapper(self) -> FrameMapper:
         return FrameMapper(self.anon.cb, self.source, self.pseudo, self.offsets, self.anon.beta)
@@ -210,18 +254,53 @@ class SenderEngine:
                 self.pseudo = SpeakerEmbedding.from_vector(pseudo, self.anon.cb.k)
                 self._chosen = True
             self._voc.transform = self._mapper()
+            if self._pool is not None and self._check is None and self._est.n_frames >= self.CHECK_FRAMES:
+                self._start_check()  # early, so that it is done by the time the identity freezes
             if self._est.n_frames >= self.freeze_frames:
                 self._ready = True
                 self._voc.keep_frames = False
                 self._voc.frames_seen = []
+
+    def _asv_choice(self) -> bool:
+        """True once the pseudo-speaker is final. With ``asv_check``, the first seconds of speech are
+        checked against candidate pseudo-voices in a worker process (as the file anonymizer does);
+        the voice switches to the chosen one when the check is done."""
+        if self._pool is None or self._chosen_by_asv:
+            return True
+        if self._check is None:
+            self._start_check()
+            return False
+        if not self._check.done():
+            return False
+        dist, self.draw_index, pseudo, redraws = self._check.result()
+        self.asv_distance, self.redraws = dist, redraws
+        self._chosen_by_asv = True
+        self.pseudo = SpeakerEmbedding.from_vector(pseudo, self.anon.cb.k)
+        self._pool.shutdown(wait=False)
+        return True
+
+    def _start_check(self) -> None:
+        assert self._pool is not None
+        head = np.concatenate(self._head) if self._head else np.zeros(0, np.float32)
+        self._head = []
+        order = [idx for _, idx, _ in self._by_distance(self.source)[: self.ASV_CANDIDATES]]
+        self._check = self._pool.submit(_checker_run, head, self.source.to_vector(), self.seed, order)
+
+    def close(self) -> None:
+        """Stop a pending background check."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _block(self, x16: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
         y = self._voc.process(AudioChunk(x16, INTERNAL_SAMPLE_RATE)).samples
         if not self.status.identity_frozen:
             if not self._ready:
+                if self._head_n < self.HEAD_SAMPLES:
+                    self._head.append(x16)
+                    self._head_n += len(x16)
                 self._learn()
-            if self._ready and self._has_key:
+            if self._ready and self._has_key and self._asv_choice():
                 self._freeze()
         if self._embed is not None:
             y = self._embed.process(AudioChunk(y, INTERNAL_SAMPLE_RATE)).samples

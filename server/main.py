@@ -37,12 +37,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="CSSS signaling", version=__version__)
     registry = RoomRegistry()
     app.state.registry = registry
+    stats = {"messages_relayed": 0, "bytes_relayed": 0}  # what passed through: signaling only, never audio
+    app.state.stats = stats
 
     @app.get("/health")
     def health() -> dict[str, object]:
         """Liveness, version and load."""
         return {"status": "ok", "version": __version__, "ice_servers": len(s.ice_servers),
-                "rooms": len(registry.rooms)}
+                "rooms": len(registry.rooms), **stats}
 
     @app.websocket("/ws")
     async def signaling(ws: WebSocket) -> None:
@@ -89,8 +91,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await error("not-joined", "join a room first")
                     continue
                 # relay as validated (re-serialized: only known fields travel); never logged
+                out = msg.model_dump_json(exclude_none=True)
                 for o in await registry.others(room, ws):
-                    await o.send_text(msg.model_dump_json(exclude_none=True))
+                    await o.send_text(out)
+                    stats["messages_relayed"] += 1
+                    stats["bytes_relayed"] += len(out)
         except WebSocketDisconnect:
             pass
         finally:

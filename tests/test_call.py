@@ -1,0 +1,141 @@
+"""End to end: the real signaling server and two real ``csss call`` processes on 127.0.0.1.
+
+Each client sends a speech file through its engine and Opus (aiortc) and writes what it hears; the
+received audio is the pseudo-voice until the hidden identity locks and the sender's real voice after.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from csss_core.audio import read_audio, write_audio
+from tests.conftest import voice_clip
+
+CSSS = [sys.executable, "-m", "client.cli"]
+
+
+@pytest.fixture()
+def logged_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """csss-server on a free port with its log in a file: (http URL, log path)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path / "server.log"
+    with open(log, "wb") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "server.main", "--host", "127.0.0.1", "--port", str(port)],
+                                stdout=f, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                urllib.request.urlopen(url + "/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        yield url, log
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _health(url: str) -> dict:
+    with urllib.request.urlopen(url + "/health", timeout=5) as r:
+        return json.loads(r.read())
+
+
+def _call(url: str, room: str, *extra: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    return subprocess.Popen([*CSSS, "call", "--server", url, "--room", room, "--ice-host", "127.0.0.1", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _report(p: subprocess.Popen, timeout: float) -> tuple[dict, str]:
+    out, err = p.communicate(timeout=timeout)
+    assert p.returncode == 0, err[-2000:]
+    return json.loads(out.strip().splitlines()[-1]), err
+
+
+def test_two_clients_call_through_the_real_server(tiny_corpus, logged_server, tmp_path):
+    url, log = logged_server
+    a_in, b_in = tmp_path / "a_in.wav", tmp_path / "b_in.wav"
+    write_audio(a_in, voice_clip(tiny_corpus, "fest_ked"), 16000)
+    write_audio(b_in, voice_clip(tiny_corpus, "flite_slt"), 16000)
+    a_out, b_out = tmp_path / "a_heard.wav", tmp_path / "b_heard.wav"
+    duration = "24"
+    a = _call(url, "e2e", "--input-file", str(a_in), "--output-file", str(a_out), "--duration", duration, "--seed", "1")
+    time.sleep(1.0)
+    b = _call(url, "e2e", "--input-file", str(b_in), "--output-file", str(b_out), "--duration", duration, "--seed", "2")
+    ra, err_a = _report(a, 120)
+    rb, _ = _report(b, 120)
+    for r in (ra, rb):
+        assert r["connected"] and r["key_mode"] == "x25519+sas"
+        assert r["identity_locked"] and r["identity_authenticated"], json.dumps(r)
+        assert r["seconds_call_start_to_lock"] is not None and r["seconds_call_start_to_lock"] < 20
+        assert r["frames_received"] > 1000 and not r["errors"]
+    assert ra["initiator"] != rb["initiator"]
+    assert ra["sas"] and ra["sas"] == rb["sas"]
+    assert "identity verified" in err_a and f"SAS {ra['sas']}" in err_a  # the status line the user sees
+
+    from resemblyzer import VoiceEncoder, preprocess_wav
+
+    ve = VoiceEncoder(device="cpu", verbose=False)
+
+    def emb(x: np.ndarray) -> np.ndarray:
+        return ve.embed_utterance(preprocess_wav(x, source_sr=16000))
+
+    # what B heard from A (and A from B): pseudo-voice before the lock, the real voice after it
+    for heard_path, orig_path, rep in ((b_out, a_in, rb), (a_out, b_in, ra)):
+        heard, _ = read_audio(heard_path)
+        orig, _ = read_audio(orig_path)
+        lock = int((rep["seconds_audio_to_lock"] + 1.0) * 16000)
+        e = emb(orig)
+        before, after = float(e @ emb(heard[:lock])), float(e @ emb(heard[lock:]))
+        print(f"{heard_path.name}: ASV cosine to the sender's voice before lock {before:.3f}, after {after:.3f}")
+        assert after > before + 0.03
+        assert after >= 0.70
+
+    # the server relayed only signaling: a few kB, while 24 s of 96 kbit/s Opus would be ~290 kB each way
+    h = _health(url)
+    assert 0 < h["bytes_relayed"] < 40_000 and h["rooms"] == 0
+    text = log.read_text()
+    assert "join room=e2e" in text and "leave room=e2e" in text
+    assert "v=0" not in text and "a=fingerprint" not in text and "public_key" not in text  # no SDP or keys
+
+
+def test_third_party_refused_and_vanished_peer_ends_the_call(logged_server):
+    url, _ = logged_server
+    a = _call(url, "r2", "--silent", "--output-file", os.devnull + ".wav", "--no-engine", "--duration", "60")
+    time.sleep(1.0)
+    b = _call(url, "r2", "--silent", "--output-file", os.devnull + ".wav", "--no-engine", "--duration", "60")
+    deadline = time.time() + 30
+    while _health(url)["messages_relayed"] < 2 and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(2.0)
+    c = _call(url, "r2", "--silent", "--output-file", os.devnull + ".wav", "--no-engine")
+    out, err = c.communicate(timeout=60)
+    assert c.returncode == 1 and "already has two parties" in err
+    b.send_signal(signal.SIGKILL)  # vanishes without a bye
+    ra, _ = _report(a, 60)
+    assert ra["connected"] and ra["ended_by"] == "peer-left"
+    assert _health(url)["rooms"] == 0
+
+
+def test_unreachable_server_is_a_one_line_error():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    p = _call(f"http://127.0.0.1:{port}", "x", "--silent", "--output-file", "/tmp/never.wav")
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 1
+    assert err.strip().splitlines()[-1].startswith("csss: error: cannot reach the signaling server")
