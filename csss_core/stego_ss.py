@@ -90,6 +90,8 @@ class SSExtractor:
 
     MAX_PHASES = 32
     BATCH = 1600  # samples gathered before the receivers run (0.1 s: bounds their per-call overhead)
+    ACTIVE = 4  # bit phases decoded at once (the most likely ones)
+    DECAY = 0.9  # per batch, for the phase statistics (~1 s memory)
 
     def __init__(self, key: bytes | None, cfg: SSConfig = SSConfig()) -> None:
         self.cfg = cfg
@@ -108,6 +110,8 @@ class SSExtractor:
         self._buf_start = 0  # absolute sample index of self._buf[0]
         self._next = list(self.phases)  # absolute start of each phase's next block
         self._level = [0.0] * len(self.phases)
+        self._stats = np.zeros((len(self.phases), 3))  # decayed sum |soft|, sum soft^2, count per phase
+        self._active: set[int] = set()
         self._seen = 0
         self._winner: int | None = None
         self.seconds_to_lock: float | None = None
@@ -137,9 +141,22 @@ class SSExtractor:
         self._buf = np.concatenate([self._buf, np.asarray(samples, np.float64)])
         if not force and self._buf_start + len(self._buf) - min(self._next) < self.BATCH:
             return self.receiver.state
+        softs = []
         for i, _ in enumerate(self.phases):
             soft, used = self._soft(self._buf, self._next[i] - self._buf_start)
             self._next[i] = self._buf_start + used
+            softs.append(soft)
+            self._stats[i] = self.DECAY * self._stats[i] + [np.sum(np.abs(soft)), np.sum(soft**2), len(soft)]
+        # the carrier's phase: at the right bit phase the host's projection is removed and each soft
+        # value is +-amplitude, so |soft| is least spread; decode only the ACTIVE most likely phases
+        cnt = np.maximum(self._stats[:, 2], 1.0)
+        score = (self._stats[:, 0] / cnt) / np.sqrt(self._stats[:, 1] / cnt + 1e-30)
+        active = set(np.argsort(-score)[: self.ACTIVE].tolist())
+        for i in self._active - active:
+            self.receivers[i].reset()  # a receiver must see an unbroken bit stream: restart it later
+        self._active = active
+        for i in sorted(active):
+            soft = softs[i]
             if not len(soft):
                 continue
             # one running scale per phase: per-chunk normalization would erase relative confidence
