@@ -71,6 +71,7 @@ class CallReport:
     seconds_connected: float = 0.0
     identity_locked: bool = False
     identity_authenticated: bool = False
+    identity_reason: str = ""  # why the identity did (not) lock
     seconds_audio_to_lock: float | None = None  # received audio until the payload opened
     seconds_call_start_to_lock: float | None = None  # wall clock from "connected" to lock
     sender_identity_frozen_at_s: float | None = None
@@ -473,6 +474,8 @@ class Call:
         rep.frames_sent = getattr(self._track, "frames", 0) if self._track is not None else 0
         r = getattr(self._receiver, "status", None)
         s = getattr(self._sender, "status", None)
+        if hasattr(self._receiver, "explain"):
+            rep.identity_reason = self._receiver.explain()
         if r is not None and getattr(r, "locked", False):
             rep.identity_locked = True
             rep.identity_authenticated = bool(r.authenticated)

@@ -365,6 +365,14 @@ class ReceiverEngine:
         """Algorithmic delay: resamplers and the converter's look-ahead (also on the pass-through path)."""
         return self._blocks.latency_s + LOOKAHEAD / INTERNAL_SAMPLE_RATE
 
+    def explain(self) -> str:
+        """Why there is no lock (yet), in words: no payload seen, incomplete, or refused and why."""
+        if self.status.locked:
+            return self.status.reason
+        if self._extractor is None:
+            return "no call key yet"
+        return extracted_from_state(self._extractor.receiver.state, None).reason
+
     def _lock(self) -> None:
         assert self._extractor is not None
         ext = extracted_from_state(self._extractor.receiver.state, self._extractor.seconds_to_lock)

@@ -1,0 +1,29 @@
+import json
+
+from client.cli import main
+from csss_core.audio import read_audio, write_audio
+from tests.conftest import voice_clip
+
+
+def test_roundtrip_writes_three_signals_and_figures(tiny_corpus, tmp_path, capsys):
+    x = voice_clip(tiny_corpus, "flite_awb", repeat=1)
+    assert len(x) > 12 * 16000
+    src = tmp_path / "in.wav"
+    write_audio(src, x, 16000)
+    rc = main(["roundtrip", str(src), str(tmp_path / "out"), "--seed", "5", "--no-quality"])
+    fig = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 0 and fig["authenticated"] == "True"
+    assert 7.0 < fig["seconds_to_lock"] < 12.0
+    assert fig["ge2e_cos_original_vs_reconstructed_after_lock"] > fig["ge2e_cos_original_vs_anonymized_after_lock"]
+    assert 0.0 <= fig["delay_ms"] < 300
+    for name in ("anonymized", "channel", "reconstructed"):
+        y, sr = read_audio(tmp_path / "out" / f"{name}.wav", sample_rate=None)
+        assert sr == 16000 and len(y) == len(x)
+
+
+def test_roundtrip_too_short_to_lock_fails_with_a_reason(tiny_corpus, tmp_path, capsys):
+    src = tmp_path / "short.wav"
+    write_audio(src, voice_clip(tiny_corpus, "flite_awb", repeat=1)[: 3 * 16000], 16000)
+    rc = main(["roundtrip", str(src), str(tmp_path / "o"), "--no-quality", "--seed", "1"])
+    fig = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 1 and fig["seconds_to_lock"] is None and "payload" in fig["reason"]
