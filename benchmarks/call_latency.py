@@ -72,7 +72,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_call(sent: Path, tmp: Path, engine: bool, seconds: float) -> tuple[dict, dict, np.ndarray]:
+def run_call(sent: Path, tmp: Path, engine: bool, seconds: float, jitter: int = 4) -> tuple[dict, dict, np.ndarray]:
     """One call: A sends ``sent``, B listens. Returns (A timing, B timing, what B heard at 48 kHz)."""
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "server.main", "--host", "127.0.0.1", "--port", str(port)],
@@ -85,9 +85,10 @@ def run_call(sent: Path, tmp: Path, engine: bool, seconds: float) -> tuple[dict,
                 break
             except OSError:
                 time.sleep(0.2)
-        tag = "engine" if engine else "passthrough"
+        tag = ("engine" if engine else "passthrough") + f"-j{jitter}"
         common = [sys.executable, "-m", "client.cli", "call", "--server", url, "--room", tag, "--ice-host",
-                  "127.0.0.1", "--quiet", "--duration", str(seconds)] + ([] if engine else ["--no-engine"])
+                  "127.0.0.1", "--quiet", "--duration", str(seconds), "--jitter-frames", str(jitter)]
+        common += [] if engine else ["--no-engine"]
         env = dict(os.environ, PYTHONWARNINGS="ignore")
         a = subprocess.Popen(common + ["--input-file", str(sent), "--output-file", str(tmp / f"a_{tag}.wav"),
                                        "--timing-file", str(tmp / f"a_{tag}.json"), "--seed", "3"],
@@ -151,7 +152,10 @@ def main() -> None:
     ap.add_argument("--corpus", required=True, help="a corpus built by `csss corpus build`")
     ap.add_argument("--voice", default="fest_ked")
     ap.add_argument("--seconds", type=float, default=30.0, help="call length (the engine locks after ~12-20 s)")
+    ap.add_argument("--jitter", default="4,2,1", help="jitter buffer sizes to compare (20 ms frames; aiortc: 4, "
+                    "csss call default: 2)")
     a = ap.parse_args()
+    a.jitter = [int(v) for v in a.jitter.split(",")]
     corpus = Corpus.load(a.corpus)
     sig, onsets = burst_signal(corpus, a.voice, a.seconds - 4)
     rows = []
@@ -160,13 +164,13 @@ def main() -> None:
         sent = tmp / "bursts.wav"
         write_audio(sent, resample(sig, RATE, 16000), 16000)  # the call's source reads and upsamples it
         sent_48, _ = read_audio(sent, sample_rate=RATE)
-        for engine in (False, True):
-            ta, tb, heard = run_call(sent, tmp, engine, a.seconds)
+        for jitter, engine in [(j, e) for j in a.jitter for e in (False, True)]:
+            ta, tb, heard = run_call(sent, tmp, engine, a.seconds, jitter)
             lat = mouth_to_ear(sent_48, onsets, ta, tb, heard)
             rep_b = tb["report"]
             locked_at = rep_b.get("seconds_call_start_to_lock")
             rows.append({
-                "pipeline": "engine" if engine else "pass-through",
+                "pipeline": ("engine" if engine else "pass-through") + f", jitter buffer {jitter} x 20 ms",
                 "bursts": len(lat),
                 "median_ms": float(np.median(lat)) if lat else float("nan"),
                 "p10_ms": float(np.percentile(lat, 10)) if lat else float("nan"),
@@ -185,16 +189,17 @@ def main() -> None:
         print(f"| {r['pipeline']} | {r['bursts']} | {r['median_ms']:.0f} | {r['p10_ms']:.0f} | {r['p90_ms']:.0f} "
               f"| {r['sender_algo_ms']:.1f} | {r['sender_compute_ms']:.1f} | {r['receiver_algo_ms']:.1f} "
               f"| {r['receiver_compute_ms']:.1f} | {r['locked_after_s']} |")
-    pt, en = rows[0], rows[1]
-    framing = 20.0
-    transport = pt["median_ms"] - framing
-    print(f"\nwhere the milliseconds go (medians): capture framing {framing:.0f} ms (a frame leaves when its last "
-          f"sample is in); Opus + RTP over loopback + aiortc jitter buffer ~{transport:.0f} ms (pass-through minus "
-          f"framing); engine adds {en['median_ms'] - pt['median_ms']:.0f} ms, of which algorithmic "
-          f"{en['sender_algo_ms'] + en['receiver_algo_ms']:.0f} ms (resamplers + converter look-ahead, both ends) "
-          f"and compute ~{en['sender_compute_ms'] + en['receiver_compute_ms']:.0f} ms per 20 ms block "
-          f"(the rest: block buffering and scheduling)")
-    print(f"engine / pass-through latency ratio: {en['median_ms'] / pt['median_ms']:.2f}")
+    for pt, en in zip(rows[::2], rows[1::2], strict=True):
+        framing = 20.0
+        transport = pt["median_ms"] - framing
+        print(f"\n{pt['pipeline']} vs {en['pipeline']}, where the milliseconds go (medians): capture framing "
+              f"{framing:.0f} ms (a frame leaves when its last sample is in); Opus + RTP over loopback + aiortc "
+              f"jitter buffer ~{transport:.0f} ms (pass-through minus framing); the engine adds "
+              f"{en['median_ms'] - pt['median_ms']:.0f} ms, of which algorithmic "
+              f"{en['sender_algo_ms'] + en['receiver_algo_ms']:.0f} ms (resamplers + converter look-ahead, both "
+              f"ends) and compute ~{en['sender_compute_ms'] + en['receiver_compute_ms']:.0f} ms per 20 ms block "
+              f"(the rest: block buffering and scheduling); engine / pass-through ratio "
+              f"{en['median_ms'] / pt['median_ms']:.2f}")
 
 
 if __name__ == "__main__":

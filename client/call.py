@@ -57,6 +57,7 @@ class CallOptions:
     status: bool = True
     timing_file: str | None = None  # JSON with per-chunk times, for the latency benchmark
     connect_timeout: float = 20.0
+    jitter_frames: int = 2  # receive jitter buffer, 20 ms frames (aiortc's own default is 4)
 
 
 @dataclass
@@ -92,6 +93,22 @@ def restrict_ice_hosts(addresses: list[str]) -> None:
         return list(addresses)
 
     aioice.ice.get_host_addresses = hosts
+
+
+def set_audio_jitter_frames(n: int) -> None:
+    """How many later 20 ms packets aiortc's audio jitter buffer waits for before playing one
+    (aiortc's own setting is 4: 80 ms; 1 suits loopback and quiet LANs)."""
+    import aiortc.rtcrtpreceiver as receiver
+    from aiortc.jitterbuffer import JitterBuffer
+
+    if not 1 <= n <= 15:
+        raise ValueError("the jitter buffer holds 1 to 15 frames")
+
+    class AudioJitterBuffer(JitterBuffer):  # type: ignore[misc]
+        def __init__(self, capacity: int, prefetch: int = 0, is_video: bool = False) -> None:
+            super().__init__(capacity, prefetch if is_video else n, is_video)
+
+    receiver.JitterBuffer = AudioJitterBuffer
 
 
 def _ws_url(server: str) -> str:
@@ -377,6 +394,7 @@ class Call:
 
         if self.o.ice_hosts:
             restrict_ice_hosts(self.o.ice_hosts)
+        set_audio_jitter_frames(self.o.jitter_frames)
         if self.o.key_file:
             self.report.key_mode = "pre-shared"
         else:

@@ -168,7 +168,8 @@ def _cmd_call(args: argparse.Namespace) -> int:
                        input_device=device(args.input_device), output_device=device(args.output_device),
                        silent=args.silent, loop_input=args.loop_input, key_file=args.key_file, seed=args.seed,
                        enroll=args.enroll, engine=not args.no_engine, duration=args.duration,
-                       ice_hosts=args.ice_host or None, status=not args.quiet, timing_file=args.timing_file)
+                       ice_hosts=args.ice_host or None, status=not args.quiet, timing_file=args.timing_file,
+                       jitter_frames=args.jitter_frames)
     try:
         report = run_call(opts)
     except CallError as exc:
@@ -287,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--duration", type=float, help="hang up after this many seconds connected")
     c.add_argument("--ice-host", action="append", help="only gather ICE host candidates on this address")
     c.add_argument("--timing-file", help="write per-chunk timings as JSON (latency benchmark)")
+    c.add_argument("--jitter-frames", type=int, default=2, help="20 ms frames the receive jitter buffer waits "
+                   "for (default 2 = 40 ms; aiortc's own is 4; raise it on a jittery network, 1 on a LAN)")
     c.add_argument("--quiet", action="store_true", help="no status line")
     c.set_defaults(func=_cmd_call)
 
