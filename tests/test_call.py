@@ -72,8 +72,13 @@ def test_two_clients_call_through_the_real_server(tiny_corpus, logged_server, tm
     write_audio(a_in, voice_clip(tiny_corpus, "fest_ked"), 16000)
     write_audio(b_in, voice_clip(tiny_corpus, "flite_slt"), 16000)
     a_out, b_out = tmp_path / "a_heard.wav", tmp_path / "b_heard.wav"
-    duration = "24"
-    a = _call(url, "e2e", "--input-file", str(a_in), "--output-file", str(a_out), "--duration", duration, "--seed", "1")
+    # A enrolled beforehand with a different recording (its identity is ready at once); B's is learned live
+    enroll = tmp_path / "a_enroll.wav"
+    ked = [u for u in tiny_corpus.utterances if u.speaker == "fest_ked"]
+    write_audio(enroll, np.concatenate([read_audio(tiny_corpus.path(u))[0] for u in ked[-2:]]), 16000)
+    duration = "30"
+    a = _call(url, "e2e", "--input-file", str(a_in), "--output-file", str(a_out), "--duration", duration, "--seed", "1",
+              "--enroll", str(enroll))
     time.sleep(1.0)
     b = _call(url, "e2e", "--input-file", str(b_in), "--output-file", str(b_out), "--duration", duration, "--seed", "2")
     ra, err_a = _report(a, 120)
@@ -81,11 +86,14 @@ def test_two_clients_call_through_the_real_server(tiny_corpus, logged_server, tm
     for r in (ra, rb):
         assert r["connected"] and r["key_mode"] == "x25519+sas"
         assert r["identity_locked"] and r["identity_authenticated"], json.dumps(r)
-        assert r["seconds_call_start_to_lock"] is not None and r["seconds_call_start_to_lock"] < 20
+        assert r["seconds_call_start_to_lock"] is not None and r["seconds_call_start_to_lock"] < 28
         assert r["frames_received"] > 1000 and not r["errors"]
     assert ra["initiator"] != rb["initiator"]
     assert ra["sas"] and ra["sas"] == rb["sas"]
     assert "identity verified" in err_a and f"SAS {ra['sas']}" in err_a  # the status line the user sees
+    print(f"call start to identity lock: A heard B's after {ra['seconds_call_start_to_lock']} s (B learned live), "
+          f"B heard A's after {rb['seconds_call_start_to_lock']} s (A enrolled)")
+    assert rb["seconds_call_start_to_lock"] < 14  # enrolled: one payload copy (7.9 s) plus connection set-up
 
     from resemblyzer import VoiceEncoder, preprocess_wav
 
@@ -105,7 +113,7 @@ def test_two_clients_call_through_the_real_server(tiny_corpus, logged_server, tm
         assert after > before + 0.03
         assert after >= 0.70
 
-    # the server relayed only signaling: a few kB, while 24 s of 96 kbit/s Opus would be ~290 kB each way
+    # the server relayed only signaling: a few kB, while 30 s of 96 kbit/s Opus would be ~360 kB each way
     h = _health(url)
     assert 0 < h["bytes_relayed"] < 40_000 and h["rooms"] == 0
     text = log.read_text()
