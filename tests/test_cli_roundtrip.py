@@ -27,3 +27,21 @@ def test_roundtrip_too_short_to_lock_fails_with_a_reason(tiny_corpus, tmp_path, 
     rc = main(["roundtrip", str(src), str(tmp_path / "o"), "--no-quality", "--seed", "1"])
     fig = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rc == 1 and fig["seconds_to_lock"] is None and "payload" in fig["reason"]
+
+
+def test_recon_system_reconstructs_one_utterance(tiny_corpus):
+    from csss_core.evaluation.systems import make_system
+    from tests.conftest import speech
+
+    sys_ = make_system("csss-recon")
+    x = speech(tiny_corpus, "esp_us_m1", 2)
+    y = sys_.process(x, seed=3)
+    assert len(y) == len(x)
+    rep = sys_.report(None)
+    assert rep["trials"] == 1
+    assert rep["fraction of trials whose identity locked before the evaluated repetition"] == 1.0
+    from csss_core.evaluation.attackers import GE2EAttacker
+
+    g = GE2EAttacker()
+    e = g.embed(x)
+    assert float(e @ g.embed(y)) > 0.6

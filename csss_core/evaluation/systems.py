@@ -132,6 +132,15 @@ def _csss() -> System:
 BUILTIN["csss"] = _csss
 
 
+def _csss_recon() -> System:
+    from csss_core.roundtrip import CSSSReconSystem
+
+    return CSSSReconSystem()
+
+
+BUILTIN["csss-recon"] = _csss_recon
+
+
 def register_system(name: str, factory: Callable[[], System]) -> None:
     """Add a named system (used by later components such as the CSSS converter)."""
     BUILTIN[name] = factory
