@@ -108,7 +108,7 @@ def set_audio_jitter_frames(n: int) -> None:
         def __init__(self, capacity: int, prefetch: int = 0, is_video: bool = False) -> None:
             super().__init__(capacity, prefetch if is_video else n, is_video)
 
-    receiver.JitterBuffer = AudioJitterBuffer
+    receiver.JitterBuffer = AudioJitterBuffer  # type: ignore[misc]
 
 
 def _ws_url(server: str) -> str:

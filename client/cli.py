@@ -206,6 +206,24 @@ def _cmd_roundtrip(args: argparse.Namespace) -> int:
     return 0 if rt.seconds_to_lock is not None else 1
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from server.main import create_app
+    from server.settings import Settings
+
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not args.allow_remote:
+        raise ValueError("the demo hears the visitor's raw voice: serve it on 127.0.0.1 (or pass --allow-remote)")
+    logging.basicConfig(level=logging.INFO)
+    print(f"CSSS demo: open http://{args.host}:{args.port}/demo in a browser on this machine (Ctrl-C stops)",
+          flush=True)
+    uvicorn.run(create_app(Settings(host=args.host, port=args.port), demo=True), host=args.host, port=args.port,
+                log_level="warning")
+    return 0
+
+
 def _cmd_embed_speaker(args: argparse.Namespace) -> int:
     import json
 
@@ -271,6 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
                      "--enroll) instead of using the whole file as enrollment")
     rtp.add_argument("--no-quality", action="store_true", help="skip DNSMOS")
     rtp.set_defaults(func=_cmd_roundtrip)
+
+    dm = sub.add_parser("demo", help="the browser demo: a local engine peer and its page; prints the URL")
+    dm.add_argument("--host", default="127.0.0.1")
+    dm.add_argument("--port", type=int, default=8765)
+    dm.add_argument("--allow-remote", action="store_true", help="serve beyond this machine (the visitor's raw "
+                    "voice then crosses the network to it)")
+    dm.set_defaults(func=_cmd_demo)
 
     c = sub.add_parser("call", help="a private call: join a room on the signaling server and talk")
     c.add_argument("--server", required=True, help="signaling server, e.g. http://127.0.0.1:8765")

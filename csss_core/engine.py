@@ -108,10 +108,22 @@ class _Blocks:
 _CHECKER: Anonymizer | None = None
 
 
+def _exit_with_parent(parent: int) -> None:
+    import os
+
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)  # the engine's process is gone (killed or crashed): do not linger as an orphan
+
+
 def _checker_init(beta: float) -> None:
     global _CHECKER
+    import os
+    import threading
+
     import torch
 
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     torch.set_num_threads(1)
     _CHECKER = Anonymizer(beta=beta, asv_check=True)
 

@@ -31,8 +31,8 @@ from server.settings import Settings
 log = logging.getLogger("csss.server")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the application with its own room registry."""
+def create_app(settings: Settings | None = None, demo: bool = False) -> FastAPI:
+    """Build the application with its own room registry (``demo``: also the local browser demo)."""
     s = settings or Settings()
     app = FastAPI(title="CSSS signaling", version=__version__)
     registry = RoomRegistry()
@@ -107,6 +107,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         pass
                 log.info("leave room=%s", room)
 
+    if demo:
+        from server.demo import add_demo_routes
+
+        add_demo_routes(app)
     return app
 
 
