@@ -475,7 +475,8 @@ class NetExtractor:
                 self.seconds_to_lock = ph.offset / INTERNAL_SAMPLE_RATE
                 return state
         self._select()
-        drop = min(self._phases[i].offset for i in self._active) - self._buf_start
+        # while acquiring, keep every sample: phases chosen later replay them (and the first sync word)
+        drop = min(self._phases[i].offset for i in self._active) - self._buf_start if self._stage == "track" else 0
         if drop > 0:
             self._buf = self._buf[drop:]
             self._buf_start += drop
@@ -510,8 +511,9 @@ class NetExtractor:
                 for d in range(1 - self.phase_step, self.phase_step):
                     if (o + d) % n not in have:
                         have.add((o + d) % n)
-                        # a phase behind this one starts one block later (its samples may be gone)
-                        self._phases.append(_Phase(o + d + (n if d < 0 else 0), PayloadReceiver(self.key)))
+                        # a new phase starts at the oldest buffered sample of its phase
+                        start = self._buf_start + (o + d - self._buf_start) % n
+                        self._phases.append(_Phase(start, PayloadReceiver(self.key)))
                         top.append(len(self._phases) - 1)
             self._active = sorted(top)
             self._stage = "fine"
