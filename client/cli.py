@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from csss_core.audio import AudioError
 
 
@@ -224,6 +226,85 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_payload_file(path: str) -> np.ndarray:
+    """An embedding from ``.npy`` or from JSON with an ``embedding`` list (``csss embed-speaker`` output)."""
+    import json
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{p}: no such payload file")
+    if p.suffix == ".npy":
+        try:
+            v = np.load(p, allow_pickle=False)
+        except ValueError as exc:
+            raise ValueError(f"{p}: not a numeric .npy array") from exc
+    else:
+        try:
+            v = np.asarray(json.loads(p.read_text(encoding="utf-8"))["embedding"], dtype=np.float32)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{p}: expected JSON with an \"embedding\" list of numbers, or a .npy file") from exc
+    v = np.asarray(v, dtype=np.float32).ravel()
+    if v.size == 0 or not np.all(np.isfinite(v)):
+        raise ValueError(f"{p}: the embedding must be a non-empty list of finite numbers")
+    return v
+
+
+def _cmd_hide(args: argparse.Namespace) -> int:
+    from csss_core.audio import INTERNAL_SAMPLE_RATE, read_audio, write_audio
+    from csss_core.payload import SpeakerPayload, frame_bits, seal
+
+    key = _read_key(args.key_file)
+    x, _ = read_audio(args.carrier)
+    payload = SpeakerPayload(_load_payload_file(args.payload_file))
+    if args.method == "net":
+        from csss_core.stego_net import hide
+
+        y = hide(x, payload, key)
+    else:
+        from csss_core.sealed_voice import HIDDEN_CHANNEL
+        from csss_core.stego_ss import embed
+
+        y = embed(x, frame_bits(seal(payload, key)), HIDDEN_CHANNEL)
+    write_audio(args.output, y, INTERNAL_SAMPLE_RATE)
+    from csss_core.evaluation.metrics import snr_db
+
+    sealed = "sealed with the key" if key else "NOT sealed (no --key-file)"
+    print(f"wrote {args.output}: {payload.embedding.size}-value payload {sealed}, carrier {args.method}, "
+          f"SNR {snr_db(x, y):.1f} dB")
+    return 0
+
+
+def _cmd_reveal(args: argparse.Namespace) -> int:
+    import json
+
+    from csss_core.audio import read_audio
+    from csss_core.sealed_voice import extracted_from_state
+
+    key = _read_key(args.key_file)
+    y, _ = read_audio(args.input)
+    if args.method == "net":
+        from csss_core.stego_net import reveal
+
+        state, secs = reveal(y, key)
+    else:
+        from csss_core.sealed_voice import HIDDEN_CHANNEL
+        from csss_core.stego_ss import SSExtractor
+
+        ex = SSExtractor(key, HIDDEN_CHANNEL)
+        for i in range(0, len(y), 1600):
+            if ex.push(y[i : i + 1600]).opened is not None:
+                break
+        else:
+            ex.flush()
+        state, secs = ex.receiver.state, ex.seconds_to_lock
+    ext = extracted_from_state(state, secs)
+    out = ext.to_json()
+    if state.opened is not None:
+        out["reason"] = "ok" if state.authenticated else "ok (not authenticated: no key)"
+    print(json.dumps(out))
+    return 0 if state.opened is not None else 1
+
+
 def _cmd_embed_speaker(args: argparse.Namespace) -> int:
     import json
 
@@ -276,6 +357,20 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--beta", type=float, default=1.0,
                    help="how much within-class source detail to keep (1 = all; lower = more private, less clear)")
     a.set_defaults(func=_cmd_anonymize)
+
+    hd = sub.add_parser("hide", help="hide a payload (an embedding) in any speech: the raw hidden channel")
+    hd.add_argument("carrier")
+    hd.add_argument("output")
+    hd.add_argument("--payload-file", required=True, help="JSON with an \"embedding\" list, or .npy")
+    hd.add_argument("--key-file", help="seal with this key (csss keygen)")
+    hd.add_argument("--method", choices=["net", "ss"], default="net",
+                    help="net: the U-Net + graph network (default); ss: the spread-spectrum baseline")
+    hd.set_defaults(func=_cmd_hide)
+    rv = sub.add_parser("reveal", help="recover a payload hidden by csss hide; prints one JSON object")
+    rv.add_argument("input")
+    rv.add_argument("--key-file")
+    rv.add_argument("--method", choices=["net", "ss"], default="net")
+    rv.set_defaults(func=_cmd_reveal)
 
     rtp = sub.add_parser("roundtrip", help="one file through sender, Opus and receiver; writes the three "
                          "signals and prints figures (JSON)")

@@ -65,7 +65,7 @@ def _browser(p, fake_wav: Path | None, grant: bool):
 def test_page_calls_the_engine_peer_and_reaches_verified(tiny_corpus, demo, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    speaker = voice_clip(tiny_corpus, "fest_ked", repeat=3)
+    speaker = voice_clip(tiny_corpus, "flite_slt", repeat=3)
     fake = tmp_path / "mic.wav"
     write_audio(fake, resample(speaker, 16000, 48000), 48000)
     with sync_playwright() as p:
@@ -75,7 +75,12 @@ def test_page_calls_the_engine_peer_and_reaches_verified(tiny_corpus, demo, tmp_
         page.keyboard.press("Tab")  # keyboard only: the Start button is the first focusable element
         assert page.evaluate("document.activeElement.id") == "start"
         page.keyboard.press("Enter")
-        page.wait_for_function("document.getElementById('identity').dataset.state === 'verified'", timeout=150_000)
+        try:
+            page.wait_for_function("document.getElementById('identity').dataset.state === 'verified'",
+                                   timeout=150_000)
+        except Exception:
+            figures = {k: page.inner_text("#" + k) for k in ("connection", "identity", "lock", "asv-pseudo")}
+            raise AssertionError(f"identity not verified: {figures}") from None
         assert "after connecting" in page.inner_text("#lock")
         rec = page.evaluate("window.csssRecord(8)")
         page.wait_for_function("document.getElementById('asv-recon').textContent.includes('GE2E')", timeout=30_000)
@@ -84,6 +89,13 @@ def test_page_calls_the_engine_peer_and_reaches_verified(tiny_corpus, demo, tmp_
         page.keyboard.press("ArrowDown")
         assert page.evaluate("document.getElementById('audio-pseudo').muted") is True
         assert page.evaluate("document.getElementById('audio-recon').muted") is False
+        # the live spectrograms show sound: pixel values vary across each canvas
+        for which in ("pseudo", "recon"):
+            spread = page.evaluate(f"""(() => {{ const c = document.getElementById('spec-{which}');
+                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let s = 0, s2 = 0, n = 0;
+                for (let i = 0; i < d.length; i += 4) {{ s += d[i]; s2 += d[i] * d[i]; n++; }}
+                return Math.sqrt(s2 / n - (s / n) ** 2); }})()""")
+            assert spread > 10, (which, spread)
         shot = tmp_path / "demo.png"
         page.screenshot(path=str(shot), full_page=True)
         for sel in ("#start", "#stop", "#spec-pseudo", "#spec-recon", "#identity", "#asv-pseudo", "#asv-recon",
