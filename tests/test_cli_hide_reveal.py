@@ -36,5 +36,5 @@ def test_hide_refuses_a_bad_payload_file(tmp_path, capsys):
     (tmp_path / "p.json").write_text('{"embedding": ["x"]}')
     assert main(["hide", str(tmp_path / "c.wav"), str(tmp_path / "o.wav"), "--payload-file",
                  str(tmp_path / "p.json")]) == 1
-    assert "payload" in capsys.readouterr().err
+    assert "expected JSON with an \"embedding\" list" in capsys.readouterr().err
     assert not (tmp_path / "o.wav").exists()
