@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import json
 import logging
 import sys
@@ -26,7 +25,17 @@ from typing import Any
 
 import numpy as np
 
-from client.media import FRAME, RATE, FileSink, FileSource, MicSource, SilenceSource, SpeakerSink
+from client.media import (
+    FRAME,
+    RATE,
+    FileSink,
+    FileSource,
+    MicSource,
+    SilenceSource,
+    SpeakerSink,
+    frame_to_mono,
+    mono_to_frame,
+)
 from csss_core.keys import CallKeys, KeyAgreement, KeyExchangeError, preshared, read_key_file
 
 log = logging.getLogger("csss.call")
@@ -146,19 +155,14 @@ class _EngineTrack:
                 self.frames = 0
 
             async def recv(self) -> Any:
-                import av
                 from aiortc.mediastreams import MediaStreamError
 
                 if self.readyState != "live":
                     raise MediaStreamError
                 pcm = await self.source.read()
                 y = await asyncio.get_running_loop().run_in_executor(self.executor, self.process, pcm)
-                s16 = (np.clip(y, -1.0, 1.0) * 32767.0).astype(np.int16)
-                frame = av.AudioFrame.from_ndarray(s16[None, :], format="s16", layout="mono")
-                frame.sample_rate = RATE
-                frame.pts = self.pts
-                frame.time_base = fractions.Fraction(1, RATE)
-                self.pts += len(s16)
+                frame = mono_to_frame(y, self.pts)
+                self.pts += len(y)
                 self.frames += 1
                 return frame
 
@@ -325,16 +329,8 @@ class Call:
                 frame = await track.recv()
             except MediaStreamError:
                 return
-            a = frame.to_ndarray()
-            ch = len(frame.layout.channels)
-            pcm = (a.reshape(-1, ch).mean(axis=1) if a.dtype != np.float32 else a.reshape(-1, ch).mean(axis=1))
-            if a.dtype == np.int16:
-                pcm = pcm / 32768.0
-            if frame.sample_rate != RATE:
-                from csss_core.audio import resample
-
-                pcm = resample(pcm, frame.sample_rate, RATE)
-            y = await loop.run_in_executor(self._recv_ex, self._recv_process, pcm.astype(np.float32))
+            pcm = frame_to_mono(frame)
+            y = await loop.run_in_executor(self._recv_ex, self._recv_process, pcm)
             self._sink.write(y)
             self.report.frames_received += 1
             st = getattr(self._receiver, "status", None)

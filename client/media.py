@@ -8,9 +8,11 @@ captured (``start``, on the ``time.monotonic`` clock), so that the mouth time of
 from __future__ import annotations
 
 import asyncio
+import fractions
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +20,33 @@ from csss_core.audio import read_audio, write_audio
 
 RATE = 48_000
 FRAME = 960  # 20 ms, aiortc's Opus frame
+
+
+def frame_to_mono(frame: Any) -> np.ndarray:
+    """A decoded PyAV audio frame (packed or planar, int16 or float) as mono float32 at 48 kHz."""
+    a = frame.to_ndarray()
+    ch = len(frame.layout.channels)
+    x = a.reshape(ch, -1).mean(axis=0) if frame.format.is_planar else a.reshape(-1, ch).mean(axis=1)
+    x = x.astype(np.float32)
+    if a.dtype == np.int16:
+        x /= 32768.0
+    if frame.sample_rate != RATE:
+        from csss_core.audio import resample
+
+        x = resample(x, frame.sample_rate, RATE)
+    return x
+
+
+def mono_to_frame(y: np.ndarray, pts: int) -> Any:
+    """20 ms of mono float audio as an s16 PyAV frame stamped ``pts`` (in 1/48000 s)."""
+    import av
+
+    s16 = (np.clip(y, -1.0, 1.0) * 32767.0).astype(np.int16)
+    frame = av.AudioFrame.from_ndarray(s16[None, :], format="s16", layout="mono")
+    frame.sample_rate = RATE
+    frame.pts = pts
+    frame.time_base = fractions.Fraction(1, RATE)
+    return frame
 
 
 class FileSource:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import logging
 import secrets
 import threading
@@ -28,6 +27,8 @@ import numpy as np
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
+
+from client.media import frame_to_mono, mono_to_frame
 
 log = logging.getLogger("csss.demo")
 RATE = 48_000
@@ -59,8 +60,6 @@ def _queue_track() -> Any:
             self._start: float | None = None
 
         async def recv(self) -> Any:
-            import av
-
             if self._start is None:
                 self._start = time.monotonic()
             due = self._start + self._pts / RATE
@@ -68,12 +67,8 @@ def _queue_track() -> Any:
                 y = await asyncio.wait_for(self.queue.get(), timeout=max(0.0, due - time.monotonic()) + 0.06)
             except TimeoutError:
                 y = np.zeros(FRAME, np.float32)
-            s16 = (np.clip(y, -1, 1) * 32767).astype(np.int16)
-            frame = av.AudioFrame.from_ndarray(s16[None, :], format="s16", layout="mono")
-            frame.sample_rate = RATE
-            frame.pts = self._pts
-            frame.time_base = fractions.Fraction(1, RATE)
-            self._pts += len(s16)
+            frame = mono_to_frame(y, self._pts)
+            self._pts += len(y)
             return frame
 
         def put(self, y: np.ndarray) -> None:
@@ -161,15 +156,7 @@ class DemoSession:
                 frame = await track.recv()
             except MediaStreamError:
                 return
-            a = frame.to_ndarray()
-            ch = len(frame.layout.channels)
-            pcm = a.reshape(-1, ch).mean(axis=1).astype(np.float32)
-            if a.dtype == np.int16:
-                pcm /= 32768.0
-            if frame.sample_rate != RATE:
-                from csss_core.audio import resample
-
-                pcm = resample(pcm, frame.sample_rate, RATE)
+            pcm = frame_to_mono(frame)
             y, z = await loop.run_in_executor(self._ex, self._process, pcm)
             self.pseudo.put(y)
             self.recon.put(z)

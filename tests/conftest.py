@@ -54,21 +54,32 @@ def data_dir() -> Path:
     return Path(__file__).parent / "data"
 
 
+def wait_http(url: str, timeout: float = 60.0) -> None:
+    """Wait until ``url`` answers (a server that a test started)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[str, int, subprocess.Popen]]:
     """The real signaling server (uvicorn) on a free 127.0.0.1 port: (ws URL, port, process)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "server.main", "--host", "127.0.0.1", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.2)
+    wait_http(f"http://127.0.0.1:{port}/health", 30)
     yield f"ws://127.0.0.1:{port}/ws", port, proc
     proc.terminate()
     proc.wait(timeout=10)

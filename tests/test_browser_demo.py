@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,27 +19,19 @@ import numpy as np
 import pytest
 
 from csss_core.audio import resample, write_audio
-from tests.conftest import voice_clip
+from tests.conftest import free_port, voice_clip, wait_http
 
 CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture()
 def demo(tmp_path: Path) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     log = open(tmp_path / "demo.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "client.cli", "demo", "--port", str(port)], stdout=log,
                             stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONWARNINGS="ignore"))
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url + "/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.3)
+    wait_http(url + "/health", 60)
     yield url
     proc.terminate()
     proc.wait(timeout=20)

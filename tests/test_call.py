@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ import numpy as np
 import pytest
 
 from csss_core.audio import read_audio, write_audio
-from tests.conftest import voice_clip
+from tests.conftest import free_port, voice_clip, wait_http
 
 CSSS = [sys.executable, "-m", "client.cli"]
 
@@ -29,21 +28,13 @@ CSSS = [sys.executable, "-m", "client.cli"]
 @pytest.fixture()
 def logged_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """csss-server on a free port with its log in a file: (http URL, log path)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     log = tmp_path / "server.log"
     with open(log, "wb") as f:
         proc = subprocess.Popen([sys.executable, "-m", "server.main", "--host", "127.0.0.1", "--port", str(port)],
                                 stdout=f, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(url + "/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
+        wait_http(url + "/health", 30)
         yield url, log
         proc.terminate()
         proc.wait(timeout=10)
@@ -140,10 +131,7 @@ def test_third_party_refused_and_vanished_peer_ends_the_call(logged_server):
 
 
 def test_unreachable_server_is_a_one_line_error():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    p = _call(f"http://127.0.0.1:{port}", "x", "--silent", "--output-file", "/tmp/never.wav")
+    p = _call(f"http://127.0.0.1:{free_port()}", "x", "--silent", "--output-file", "/tmp/never.wav")
     out, err = p.communicate(timeout=60)
     assert p.returncode == 1
     assert err.strip().splitlines()[-1].startswith("csss: error: cannot reach the signaling server")
