@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,7 +58,6 @@ class _Fifo:
     def __init__(self) -> None:
         self._parts: list[np.ndarray] = []
         self._n = 0
-        self.underruns = 0
 
     def push(self, x: np.ndarray) -> None:
         if len(x):
@@ -67,15 +67,13 @@ class _Fifo:
     def __len__(self) -> int:
         return self._n
 
-    def pop(self, n: int, pad: bool = True) -> np.ndarray:
+    def pop(self, n: int) -> np.ndarray:
         if not self._parts:
             buf = np.zeros(0, np.float32)
         else:
             buf = np.concatenate(self._parts) if len(self._parts) > 1 else self._parts[0]
-        if len(buf) < n and pad:
-            self.underruns += 1
+        if len(buf) < n:  # only at the start of a stream: the resampler and block delays
             buf = np.concatenate([np.zeros(n - len(buf), np.float32), buf])
-            self._n = len(buf)
         out, rest = buf[:n], buf[n:]
         self._parts = [rest] if len(rest) else []
         self._n = len(rest)
@@ -96,11 +94,11 @@ class _Blocks:
         """Delay of the two resamplers plus the block buffering."""
         return self._down.latency_s + self._up.latency_s
 
-    def run(self, x48: np.ndarray, block_fn: object) -> np.ndarray:
+    def run(self, x48: np.ndarray, block_fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
         x16 = self._down.process(AudioChunk(np.asarray(x48, np.float32), CALL_RATE)).samples
         self._in.push(x16)
         while len(self._in) >= BLOCK:
-            y16 = block_fn(self._in.pop(BLOCK))  # type: ignore[operator]
+            y16 = block_fn(self._in.pop(BLOCK))
             self._out.push(self._up.process(AudioChunk(y16, INTERNAL_SAMPLE_RATE)).samples)
         return self._out.pop(len(x48))
 
@@ -174,7 +172,6 @@ class SenderEngine:
                  freeze_seconds: float = 3.0, device: str = "cpu", asv_check: bool = False) -> None:
         self.anon = anonymizer
         self.key = key
-        self._has_key = key is not None
         self.seed = seed & 0xFFFFFFFF
         self.freeze_frames = int(freeze_seconds * INTERNAL_SAMPLE_RATE / HOP)
         self.offsets = offsets_for_seed(self.seed)
@@ -208,7 +205,6 @@ class SenderEngine:
     def set_key(self, key: bytes) -> None:
         """The call key, once agreed (the identity is sealed only after it is known)."""
         self.key = key
-        self._has_key = True
 
     @property
     def latency_s(self) -> float:
@@ -312,7 +308,7 @@ class SenderEngine:
                     self._head.append(x16)
                     self._head_n += len(x16)
                 self._learn()
-            if self._ready and self._has_key and self._asv_choice():
+            if self._ready and self.key is not None and self._asv_choice():
                 self._freeze()
         if self._embed is not None:
             y = self._embed.process(AudioChunk(y, INTERNAL_SAMPLE_RATE)).samples
@@ -364,7 +360,6 @@ class ReceiverEngine:
         self._conv: VocoderStage | None = None
         self._conv_n = 0  # samples the converter has processed
         self._blocks = _Blocks()
-        self._n16 = 0
         self.status = ReceiverStatus()
 
     def set_key(self, key: bytes) -> None:
@@ -413,12 +408,14 @@ class ReceiverEngine:
         y = passthrough
         if self._conv is not None:
             rec = self._conv.process(AudioChunk(x16, INTERNAL_SAMPLE_RATE)).samples
-            pos = self._conv_n + np.arange(len(x16)) - self.WARMUP
-            w = np.clip(pos / self._xfade, 0.0, 1.0).astype(np.float32)
-            w = 0.5 - 0.5 * np.cos(np.pi * w)  # raised-cosine cross-fade
-            y = (1.0 - w) * passthrough + w * rec
+            if self._conv_n >= self.WARMUP + self._xfade:
+                y = rec  # the cross-fade is over
+            else:
+                pos = self._conv_n + np.arange(len(x16)) - self.WARMUP
+                w = np.clip(pos / self._xfade, 0.0, 1.0).astype(np.float32)
+                w = 0.5 - 0.5 * np.cos(np.pi * w)  # raised-cosine cross-fade
+                y = (1.0 - w) * passthrough + w * rec
             self._conv_n += len(x16)
-        self._n16 += len(x16)
         self.status.compute_ms.append(1000 * (time.perf_counter() - t0))
         del self.status.compute_ms[:-500]
         return np.clip(y, -1.0, 1.0).astype(np.float32)
