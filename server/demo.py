@@ -14,10 +14,10 @@ exist only in an app made with ``create_app(..., demo=True)``.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import secrets
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -79,18 +79,23 @@ def _queue_track() -> Any:
     return QueueTrack()
 
 
-class _Ring:
-    def __init__(self, seconds: float, rate: int = 16000) -> None:
-        self.buf = np.zeros(int(seconds * rate), np.float32)
-        self.n = 0
+class _Recent:
+    """The last ``seconds`` of a 48 kHz stream as the 20 ms chunks it came in (no copying per chunk)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.chunks: collections.deque[np.ndarray] = collections.deque(maxlen=int(seconds * RATE / FRAME))
 
     def push(self, x: np.ndarray) -> None:
-        k = min(len(x), len(self.buf))
-        self.buf = np.concatenate([self.buf[k:], x[-k:]])
-        self.n += len(x)
+        self.chunks.append(x)
 
-    def get(self) -> np.ndarray:
-        return self.buf[-min(self.n, len(self.buf)) :]
+    @staticmethod
+    def of(chunks: list[np.ndarray]) -> np.ndarray:
+        """Kept chunks as one 16 kHz signal (resampled once, when the figures are computed)."""
+        from csss_core.audio import resample
+
+        if not chunks:
+            return np.zeros(0, np.float32)
+        return resample(np.concatenate(chunks), RATE, 16000)
 
 
 class DemoSession:
@@ -115,8 +120,7 @@ class DemoSession:
         self.pc.addTrack(self.pseudo)
         self.pc.addTrack(self.recon)
         self._ex = ThreadPoolExecutor(1, thread_name_prefix=f"demo-{sid}")
-        self._rings = {"mic": _Ring(WINDOW_S), "pseudo": _Ring(WINDOW_S), "recon": _Ring(WINDOW_S)}
-        self._lock = threading.Lock()
+        self._recent = {"mic": _Recent(WINDOW_S), "pseudo": _Recent(WINDOW_S), "recon": _Recent(WINDOW_S)}
         self.asv: dict[str, float | None] = {"pseudo": None, "recon": None}
         self.connected_at: float | None = None
         self.locked_at: float | None = None
@@ -137,13 +141,10 @@ class DemoSession:
                 await self.close()
 
     def _process(self, pcm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        from csss_core.audio import resample
-
         y = self.sender.process(pcm)
         z = self.receiver.process(y)
-        with self._lock:
-            for name, s in (("mic", pcm), ("pseudo", y), ("recon", z)):
-                self._rings[name].push(resample(s, RATE, 16000))
+        for name, s in (("mic", pcm), ("pseudo", y), ("recon", z)):
+            self._recent[name].push(s)  # read by _asv_figures, which runs on the same worker thread
         return y, z
 
     async def _pump(self, track: Any) -> None:
@@ -167,8 +168,7 @@ class DemoSession:
     def _asv_figures(self) -> None:
         from csss_core.evaluation.attackers import GE2EAttacker
 
-        with self._lock:
-            mic, ps, rc = (self._rings[k].get().copy() for k in ("mic", "pseudo", "recon"))
+        mic, ps, rc = (_Recent.of(list(self._recent[k].chunks)) for k in ("mic", "pseudo", "recon"))
         if len(mic) < 32000 or np.sqrt(np.mean(mic**2)) < 1e-3:
             return
         g = _ge2e(GE2EAttacker)
