@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
 
 from client.media import (
     FRAME,
@@ -137,36 +139,29 @@ def _ice_servers(urls: list[str]) -> list[Any]:
     return [RTCIceServer(urls=u) for u in urls]
 
 
-class _EngineTrack:
+class EngineTrack(MediaStreamTrack):  # type: ignore[misc]
     """The outgoing audio track: source -> engine (worker thread) -> 20 ms s16 frames."""
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
-        from aiortc import MediaStreamTrack
+    kind = "audio"
 
-        class EngineTrack(MediaStreamTrack):  # type: ignore[misc]
-            kind = "audio"
+    def __init__(self, source: Any, process: Any, executor: ThreadPoolExecutor) -> None:
+        super().__init__()
+        self.source = source
+        self.process = process
+        self.executor = executor
+        self.pts = 0
+        self.frames = 0
 
-            def __init__(self, source: Any, process: Any, executor: ThreadPoolExecutor) -> None:
-                super().__init__()
-                self.source = source
-                self.process = process
-                self.executor = executor
-                self.pts = 0
-                self.frames = 0
-
-            async def recv(self) -> Any:
-                from aiortc.mediastreams import MediaStreamError
-
-                if self.readyState != "live":
-                    raise MediaStreamError
-                pcm = await self.source.read()
-                y = await asyncio.get_running_loop().run_in_executor(self.executor, self.process, pcm)
-                frame = mono_to_frame(y, self.pts)
-                self.pts += len(y)
-                self.frames += 1
-                return frame
-
-        return EngineTrack(*args, **kwargs)
+    async def recv(self) -> Any:
+        """The next 20 ms frame, produced by the engine off the event loop."""
+        if self.readyState != "live":
+            raise MediaStreamError
+        pcm = await self.source.read()
+        y = await asyncio.get_running_loop().run_in_executor(self.executor, self.process, pcm)
+        frame = mono_to_frame(y, self.pts)
+        self.pts += len(y)
+        self.frames += 1
+        return frame
 
 
 class Call:
@@ -321,8 +316,6 @@ class Call:
 
     # ---------------------------------------------------------------- media
     async def _play(self, track: Any) -> None:
-        from aiortc.mediastreams import MediaStreamError
-
         loop = asyncio.get_running_loop()
         while not self._done.is_set():
             try:
@@ -433,7 +426,7 @@ class Call:
         else:
             self._source = MicSource(self.o.input_device)
         self._sink = FileSink(self.o.output_file) if self.o.output_file else SpeakerSink(self.o.output_device)
-        self._track = _EngineTrack(self._source, self._send_process, self._send_ex)
+        self._track = EngineTrack(self._source, self._send_process, self._send_ex)
         self._pc.addTrack(self._track)
 
         @self._pc.on("track")

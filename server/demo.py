@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from aiortc import MediaStreamTrack
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
@@ -45,38 +46,35 @@ class OfferIn(BaseModel):
     type: str = Field(pattern="^offer$")
 
 
-def _queue_track() -> Any:
-    from aiortc import MediaStreamTrack
+class QueueTrack(MediaStreamTrack):  # type: ignore[misc]
+    """Outgoing audio fed from a queue of 20 ms float chunks (silence when it runs dry)."""
 
-    class QueueTrack(MediaStreamTrack):  # type: ignore[misc]
-        """Outgoing audio fed from a queue of 20 ms float chunks (silence when it runs dry)."""
+    kind = "audio"
 
-        kind = "audio"
+    def __init__(self) -> None:
+        super().__init__()
+        self.queue: asyncio.Queue[np.ndarray] = asyncio.Queue(maxsize=25)
+        self._pts = 0
+        self._start: float | None = None
 
-        def __init__(self) -> None:
-            super().__init__()
-            self.queue: asyncio.Queue[np.ndarray] = asyncio.Queue(maxsize=25)
-            self._pts = 0
-            self._start: float | None = None
+    async def recv(self) -> Any:
+        """The next 20 ms frame, paced by the clock."""
+        if self._start is None:
+            self._start = time.monotonic()
+        due = self._start + self._pts / RATE
+        try:
+            y = await asyncio.wait_for(self.queue.get(), timeout=max(0.0, due - time.monotonic()) + 0.06)
+        except TimeoutError:
+            y = np.zeros(FRAME, np.float32)
+        frame = mono_to_frame(y, self._pts)
+        self._pts += len(y)
+        return frame
 
-        async def recv(self) -> Any:
-            if self._start is None:
-                self._start = time.monotonic()
-            due = self._start + self._pts / RATE
-            try:
-                y = await asyncio.wait_for(self.queue.get(), timeout=max(0.0, due - time.monotonic()) + 0.06)
-            except TimeoutError:
-                y = np.zeros(FRAME, np.float32)
-            frame = mono_to_frame(y, self._pts)
-            self._pts += len(y)
-            return frame
-
-        def put(self, y: np.ndarray) -> None:
-            if self.queue.full():
-                self.queue.get_nowait()  # keep latency bounded: drop the oldest chunk
-            self.queue.put_nowait(y)
-
-    return QueueTrack()
+    def put(self, y: np.ndarray) -> None:
+        """Queue a chunk; the oldest is dropped when full (latency stays bounded)."""
+        if self.queue.full():
+            self.queue.get_nowait()
+        self.queue.put_nowait(y)
 
 
 class _Recent:
@@ -115,8 +113,8 @@ class DemoSession:
         anon = Anonymizer(asv_check=False)
         self.sender = SenderEngine(anon, key, secrets.randbelow(2**32), asv_check=True)
         self.receiver = ReceiverEngine(Anonymizer(asv_check=False, codebook=anon.cb, gan=anon.gan), key)
-        self.pseudo = _queue_track()
-        self.recon = _queue_track()
+        self.pseudo = QueueTrack()
+        self.recon = QueueTrack()
         self.pc.addTrack(self.pseudo)
         self.pc.addTrack(self.recon)
         self._ex = ThreadPoolExecutor(1, thread_name_prefix=f"demo-{sid}")
