@@ -85,13 +85,14 @@ def _pub_bytes(k: X25519PrivateKey) -> bytes:
     return k.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
-def _parse_pub(hex_key: str) -> bytes:
+def _hex32(text: str, what: str) -> bytes:
+    """32 bytes from hex, or ``KeyExchangeError`` naming ``what`` was malformed."""
     try:
-        raw = bytes.fromhex(hex_key)
+        raw = bytes.fromhex(text)
     except ValueError as exc:
-        raise KeyExchangeError("public key is not hex") from exc
+        raise KeyExchangeError(f"{what} is not hex") from exc
     if len(raw) != 32:
-        raise KeyExchangeError("an X25519 public key has 32 bytes")
+        raise KeyExchangeError(f"{what} must have 32 bytes")
     return raw
 
 
@@ -124,23 +125,17 @@ class KeyAgreement:
         if self.initiator:
             if pub is None or commit is not None:
                 raise KeyExchangeError("expected the responder's public key")
-            self._peer_pub = _parse_pub(pub)
+            self._peer_pub = _hex32(pub, "the public key")
             self._finish()
             return {"public_key": self.public.hex()}
         if self._peer_commit is None:
             if commit is None or pub is not None:
                 raise KeyExchangeError("expected the initiator's commitment first")
-            try:
-                c = bytes.fromhex(commit)
-            except ValueError as exc:
-                raise KeyExchangeError("commitment is not hex") from exc
-            if len(c) != 32:
-                raise KeyExchangeError("a commitment has 32 bytes")
-            self._peer_commit = c
+            self._peer_commit = _hex32(commit, "the commitment")
             return {"public_key": self.public.hex()}
         if pub is None or commit is not None:
             raise KeyExchangeError("expected the initiator's public key")
-        raw = _parse_pub(pub)
+        raw = _hex32(pub, "the public key")
         if not hmac.compare_digest(hashlib.sha256(raw).digest(), self._peer_commit):
             raise KeyExchangeError("the initiator's public key does not match its commitment")
         self._peer_pub = raw
