@@ -32,6 +32,7 @@ from client.media import (
     RATE,
     FileSink,
     FileSource,
+    GapFiller,
     MicSource,
     SilenceSource,
     SpeakerSink,
@@ -91,6 +92,8 @@ class CallReport:
     sender_asv_distance: float | None = None  # GE2E cosine distance of the pseudo-voice from the real one
     frames_sent: int = 0
     frames_received: int = 0
+    samples_concealed: int = 0  # lost packets filled in by the receiver (48 kHz samples)
+    frames_late: int = 0  # frames that arrived after their time had been filled in
     sender_compute_ms_median: float | None = None
     receiver_compute_ms_median: float | None = None
     errors: list[str] = field(default_factory=list)
@@ -177,6 +180,7 @@ class Call:
         self._done = asyncio.Event()
         self._send_ex = ThreadPoolExecutor(1, thread_name_prefix="csss-send")
         self._recv_ex = ThreadPoolExecutor(1, thread_name_prefix="csss-recv")
+        self._gaps = GapFiller()
         self._sender: Any = None
         self._receiver: Any = None
         self._sink: Any = None
@@ -322,10 +326,12 @@ class Call:
                 frame = await track.recv()
             except MediaStreamError:
                 return
-            pcm = frame_to_mono(frame)
-            y = await loop.run_in_executor(self._recv_ex, self._recv_process, pcm)
-            self._sink.write(y)
             self.report.frames_received += 1
+            for pcm in self._gaps.push(frame.pts, frame_to_mono(frame)):
+                y = await loop.run_in_executor(self._recv_ex, self._recv_process, pcm)
+                self._sink.write(y)
+            self.report.samples_concealed = self._gaps.concealed
+            self.report.frames_late = self._gaps.late
             st = getattr(self._receiver, "status", None)
             if st is not None and st.locked and self._lock_wall is None:
                 self._lock_wall = time.monotonic()

@@ -37,6 +37,57 @@ def frame_to_mono(frame: Any) -> np.ndarray:
     return x
 
 
+class GapFiller:
+    """Keeps the received audio on the sender's timeline when packets are lost or arrive too late.
+
+    aiortc's jitter buffer skips a lost packet and hands on the next one; played as it comes, the
+    stream would shorten by 20 ms per loss, which a listener hears as a jump and which shifts the
+    hidden payload's timing. ``push`` compares each frame's RTP timestamp (``pts``, 1/48000 s, 32-bit,
+    wrapping) with the next one expected, fills a gap of up to ``max_gap`` samples with the last frame
+    repeated at halving gain (a simple packet-loss concealment), drops a frame that is entirely late,
+    and restarts the timeline after a longer jump (a new stream or a long outage).
+    """
+
+    def __init__(self, max_gap: int = RATE) -> None:
+        self.max_gap = max_gap
+        self.expected: int | None = None
+        self.last = np.zeros(FRAME, np.float32)
+        self.concealed = 0  # samples filled in
+        self.late = 0  # frames dropped as late
+        self.restarts = 0
+
+    def push(self, pts: int | None, pcm: np.ndarray) -> list[np.ndarray]:
+        """The chunks to play for a frame stamped ``pts``: fill-ins first, then the frame (or nothing)."""
+        pcm = np.asarray(pcm, np.float32)
+        if pts is None or self.expected is None:
+            return self._take(pts, pcm, [])
+        gap = (int(pts) - self.expected + 2**31) % 2**32 - 2**31  # signed distance, RTP wrap-around
+        if gap < 0:
+            if -gap >= len(pcm):
+                self.late += 1
+                return []
+            return self._take(pts, pcm[-gap:], [], shift=-gap)
+        if gap > self.max_gap:
+            self.restarts += 1
+            return self._take(pts, pcm, [])
+        fills: list[np.ndarray] = []
+        gain, left = 0.5, gap
+        while left > 0:
+            n = min(left, len(self.last))
+            fills.append(self.last[:n] * gain)
+            gain *= 0.5
+            left -= n
+        self.concealed += gap
+        return self._take(pts, pcm, fills)
+
+    def _take(self, pts: int | None, pcm: np.ndarray, fills: list[np.ndarray], shift: int = 0) -> list[np.ndarray]:
+        if pts is not None:
+            self.expected = (int(pts) + shift + len(pcm)) % 2**32
+        if len(pcm):
+            self.last = pcm
+        return [*fills, pcm] if len(pcm) else fills
+
+
 def mono_to_frame(y: np.ndarray, pts: int) -> Any:
     """20 ms of mono float audio as an s16 PyAV frame stamped ``pts`` (in 1/48000 s)."""
     import av

@@ -135,3 +135,25 @@ def test_unreachable_server_is_a_one_line_error():
     out, err = p.communicate(timeout=60)
     assert p.returncode == 1
     assert err.strip().splitlines()[-1].startswith("csss: error: cannot reach the signaling server")
+
+
+def test_gap_filler_keeps_the_sender_timeline():
+    import numpy as np
+
+    from client.media import FRAME, GapFiller
+
+    g = GapFiller()
+    a = np.full(FRAME, 0.4, np.float32)
+    start = 2**32 - FRAME  # the RTP timestamp wraps between the first and second frame
+    assert [len(c) for c in g.push(start, a)] == [FRAME]
+    assert [len(c) for c in g.push(0, a)] == [FRAME]  # contiguous across the wrap
+    out = g.push(3 * FRAME, a)  # frames at FRAME and 2*FRAME were lost
+    assert [len(c) for c in out] == [FRAME, FRAME, FRAME]
+    assert np.allclose(out[0], 0.2) and np.allclose(out[1], 0.1)  # the last frame at halving gain
+    assert g.concealed == 2 * FRAME
+    assert g.push(2 * FRAME, a) == [] and g.late == 1  # too late: its time was already filled
+    half = g.push(4 * FRAME - FRAME // 2, a)  # overlaps the expected position by half a frame
+    assert [len(c) for c in half] == [FRAME // 2]
+    assert [len(c) for c in g.push(10**6, a)] == [FRAME] and g.restarts == 1  # a long jump restarts
+    total = sum(len(c) for c in g.push(10**6 + FRAME, a))
+    assert total == FRAME
