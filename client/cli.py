@@ -221,8 +221,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO)
     print(f"CSSS demo: open http://{args.host}:{args.port}/demo in a browser on this machine (Ctrl-C stops)",
           flush=True)
+    from server.main import WS_MAX_FRAME
+
     uvicorn.run(create_app(Settings(host=args.host, port=args.port), demo=True), host=args.host, port=args.port,
-                log_level="warning")
+                log_level="warning", ws_max_size=WS_MAX_FRAME)
     return 0
 
 

@@ -219,17 +219,19 @@ def _ge2e(factory: Any) -> Any:
     return _GE2E
 
 
+async def close_demo_sessions(app: FastAPI) -> None:
+    """Close every demo session (the server is shutting down)."""
+    sessions: dict[str, DemoSession] = getattr(app.state, "demo_sessions", {})
+    for s in list(sessions.values()):
+        with contextlib.suppress(Exception):
+            await s.close()
+    sessions.clear()
+
+
 def add_demo_routes(app: FastAPI) -> None:
     """The page, the offer endpoint and the live figures."""
     sessions: dict[str, DemoSession] = {}
     app.state.demo_sessions = sessions
-
-    @app.on_event("shutdown")
-    async def close_all() -> None:
-        for s in list(sessions.values()):
-            with contextlib.suppress(Exception):
-                await s.close()
-        sessions.clear()
 
     @app.get("/demo", response_class=HTMLResponse)
     def page() -> str:

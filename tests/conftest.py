@@ -73,16 +73,42 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def start_server(env: dict[str, str] | None = None, args: list[str] | None = None,
+                 log: Path | None = None) -> tuple[str, int, subprocess.Popen]:
+    """Start the real signaling server (uvicorn) on a free 127.0.0.1 port: (ws URL, port, process).
+
+    ``env``: extra environment (``CSSS_*`` settings); ``log``: where its output goes (default: dropped).
+    """
+    import os
+
+    port = free_port()
+    out = open(log, "w") if log else subprocess.DEVNULL  # noqa: SIM115 (the process owns it)
+    proc = subprocess.Popen([sys.executable, "-m", "server.main", "--host", "127.0.0.1", "--port", str(port),
+                             *(args or [])], stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", 30)
+    except AssertionError:
+        proc.kill()
+        raise
+    return f"ws://127.0.0.1:{port}/ws", port, proc
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """Stop a server started by :func:`start_server` (gracefully, then for sure)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[str, int, subprocess.Popen]]:
     """The real signaling server (uvicorn) on a free 127.0.0.1 port: (ws URL, port, process)."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "server.main", "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_http(f"http://127.0.0.1:{port}/health", 30)
-    yield f"ws://127.0.0.1:{port}/ws", port, proc
-    proc.terminate()
-    proc.wait(timeout=10)
+    url, port, proc = start_server()
+    yield url, port, proc
+    stop_server(proc)
 
 
 def voice_clip(corpus: Corpus, speaker: str, repeat: int = 2) -> np.ndarray:
