@@ -137,9 +137,19 @@ def _ws_url(server: str) -> str:
 
 
 def _ice_servers(urls: list[str]) -> list[Any]:
+    """RTCIceServers from URLs; ``turn:USER:PASSWORD@HOST:PORT`` carries TURN credentials."""
     from aiortc import RTCIceServer
 
-    return [RTCIceServer(urls=u) for u in urls]
+    out = []
+    for u in urls:
+        scheme, sep, rest = u.partition(":")
+        if sep and "@" in rest and scheme in ("turn", "turns"):
+            cred, _, host = rest.rpartition("@")
+            user, _, password = cred.partition(":")
+            out.append(RTCIceServer(urls=f"{scheme}:{host}", username=user, credential=password))
+        else:
+            out.append(RTCIceServer(urls=u))
+    return out
 
 
 class EngineTrack(MediaStreamTrack):  # type: ignore[misc]

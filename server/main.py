@@ -106,7 +106,7 @@ class Connection:
 def create_app(settings: Settings | None = None, demo: bool = False) -> FastAPI:
     """Build the application with its own room hub (``demo``: also the local browser demo)."""
     s = settings or Settings()
-    hub: Hub = RedisHub(s.redis_url) if s.redis_url else LocalHub()
+    hub: Hub = RedisHub(s.redis_url, peer_ttl=s.redis_peer_ttl_s) if s.redis_url else LocalHub()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -15,6 +15,7 @@ class Settings(BaseSettings):
     ice_servers: list[str] = []
     # rooms shared by several server instances through Redis (redis://host:6379/0); None = in memory
     redis_url: str | None = None
+    redis_peer_ttl_s: float = 30.0  # a party of an instance that died frees its slot after this long
     # limits per connection
     rate_per_s: float = 20.0  # sustained signaling messages per second
     rate_burst: int = 60  # messages allowed in a burst above the rate
