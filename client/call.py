@@ -6,8 +6,9 @@ with the sealed identity) -> Opus. Receiver: Opus -> :class:`~csss_core.engine.R
 direction, never on the event loop.
 
 Keys: an X25519 agreement through the signaling channel (:mod:`csss_core.keys`) gives one key per
-direction and a short authentication string both users compare; ``--key-file`` uses a pre-shared
-key instead. The first party in the room is the initiator (it commits to its key and makes the offer).
+direction and a short authentication string both users compare; ``--key-file`` mixes a pre-shared
+key into that agreement (fresh keys per call; a relay without the key can open nothing). The first
+party in the room is the initiator (it commits to its key and makes the offer).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from client.media import (
     frame_to_mono,
     mono_to_frame,
 )
-from csss_core.keys import CallKeys, KeyAgreement, KeyExchangeError, preshared, read_key_file
+from csss_core.keys import CallKeys, KeyAgreement, KeyExchangeError, read_key_file
 
 log = logging.getLogger("csss.call")
 
@@ -257,8 +258,6 @@ class Call:
         await self._ws.send(json.dumps(msg))
 
     async def _start_key_exchange(self) -> None:
-        if self.o.key_file:
-            return
         assert self._agreement is not None
         first = self._agreement.start()
         if first is not None:
@@ -294,8 +293,7 @@ class Call:
                 cand.sdpMLineIndex = msg.get("sdpMLineIndex")
                 await self._pc.addIceCandidate(cand)
         elif kind == "key":
-            if self.o.key_file or self._agreement is None:
-                self.report.errors.append("peer sent a key exchange but this side uses a pre-shared key")
+            if self._agreement is None:
                 return
             try:
                 reply = self._agreement.receive(msg)
@@ -359,7 +357,7 @@ class Call:
         if self.keys is None:
             sas = "keys pending"
         else:
-            sas = f"SAS {self.keys.sas}" if self.keys.sas else "pre-shared key"
+            sas = f"SAS {self.keys.sas}"
         if r is not None and getattr(r, "locked", False):
             ident = "identity verified" if r.authenticated else "identity locked (NOT authenticated)"
             if self._lock_wall and self._connected_at:
@@ -400,14 +398,10 @@ class Call:
         if self.o.ice_hosts:
             restrict_ice_hosts(self.o.ice_hosts)
         set_audio_jitter_frames(self.o.jitter_frames)
-        if self.o.key_file:
-            self.report.key_mode = "pre-shared"
-        else:
-            self.report.key_mode = "x25519+sas"
+        psk = read_key_file(self.o.key_file) if self.o.key_file else None
+        self.report.key_mode = "x25519+psk+sas" if psk is not None else "x25519+sas"
         self._loop = asyncio.get_running_loop()
         self._make_engines()
-        if self.o.key_file:
-            self._set_keys(preshared(read_key_file(self.o.key_file)))
         url = _ws_url(self.o.server)
         try:
             self._ws = await asyncio.wait_for(websockets.connect(url, max_size=1 << 17), self.o.connect_timeout)
@@ -421,7 +415,7 @@ class Call:
             if joined.get("type") != "joined":
                 raise CallError(f"unexpected first message from the server: {joined.get('type')}")
             self.report.initiator = int(joined["peers"]) == 1
-            self._agreement = None if self.o.key_file else KeyAgreement(self.report.initiator)
+            self._agreement = KeyAgreement(self.report.initiator, psk=psk)
             self._pc = RTCPeerConnection(RTCConfiguration(iceServers=_ice_servers(list(joined.get("ice_servers", [])))))
             await self._setup_media()
             self._tasks.append(asyncio.create_task(self._signaling_loop()))

@@ -92,9 +92,10 @@ def _cmd_anonymize(args: argparse.Namespace) -> int:
     import secrets
 
     from csss_core.anonymizer import Anonymizer
-    from csss_core.audio import INTERNAL_SAMPLE_RATE, read_audio, write_audio
+    from csss_core.audio import INTERNAL_SAMPLE_RATE, check_output_path, read_audio, write_audio
     from csss_core.sealed_voice import frame_seconds, hide_identity
 
+    check_output_path(args.output)
     key = _read_key(args.key_file)
     x, _ = read_audio(args.input)
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
@@ -135,9 +136,10 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
     from csss_core.anonymizer import Anonymizer
-    from csss_core.audio import INTERNAL_SAMPLE_RATE, read_audio, write_audio
+    from csss_core.audio import INTERNAL_SAMPLE_RATE, check_output_path, read_audio, write_audio
     from csss_core.sealed_voice import extract_identity, reconstruct
 
+    check_output_path(args.output)
     y, _ = read_audio(args.input)
     key = _read_key(args.key_file)
     ext = extract_identity(y, key)
@@ -162,6 +164,7 @@ def _cmd_call(args: argparse.Namespace) -> int:
         raise ValueError("--seed must be in [0, 2**32)")
     if args.duration is not None and args.duration <= 0:
         raise ValueError("--duration must be positive")
+    _check_call_files(args)
 
     def device(v: str | None) -> str | int | None:
         return int(v) if v is not None and v.isdigit() else v
@@ -180,6 +183,17 @@ def _cmd_call(args: argparse.Namespace) -> int:
     return 0 if report.connected else 1
 
 
+def _check_call_files(args: argparse.Namespace) -> None:
+    """Refuse an unreadable --input-file / --enroll or an unwritable --output-file before connecting."""
+    from csss_core.audio import check_output_path, read_audio
+
+    if args.output_file:
+        check_output_path(args.output_file)
+    for f in (args.input_file, args.enroll):
+        if f:
+            read_audio(f)
+
+
 def _cmd_roundtrip(args: argparse.Namespace) -> int:
     import json
     import secrets
@@ -194,18 +208,23 @@ def _cmd_roundtrip(args: argparse.Namespace) -> int:
         raise ValueError("--bitrate must be within Opus's 6-510 kbit/s")
     key = _read_key(args.key_file) or new_key()
     seed = args.seed if args.seed is not None else secrets.randbelow(2**32)
-    x, _ = read_audio(args.input)
     out = Path(args.outdir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out}: exists and is not a folder")
+    x, _ = read_audio(args.input)
     rt = roundtrip(x, key, seed, bitrate=args.bitrate, loss=args.loss, enroll=not args.streaming)
+    fig = figures(x, rt, quality=not args.no_quality)
+    print(json.dumps({"seed": seed, "bitrate": args.bitrate, "loss": args.loss, **fig}))
+    if rt.seconds_to_lock is None:
+        print(f"csss: error: the receiver did not lock onto the hidden identity ({rt.reason}); nothing written",
+              file=sys.stderr)
+        return 1
     write_audio(out / "anonymized.wav", rt.anonymized, INTERNAL_SAMPLE_RATE)
     write_audio(out / "channel.wav", rt.channel, INTERNAL_SAMPLE_RATE)
     write_audio(out / "reconstructed.wav", rt.reconstructed, INTERNAL_SAMPLE_RATE)
-    fig = figures(x, rt, quality=not args.no_quality)
-    print(json.dumps({"seed": seed, "bitrate": args.bitrate, "loss": args.loss, **fig}))
     print(f"wrote anonymized.wav, channel.wav (Opus {args.bitrate // 1000} kbit/s) and reconstructed.wav to {out}",
           file=sys.stderr)
-    return 0 if rt.seconds_to_lock is not None else 1
+    return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -252,9 +271,10 @@ def _load_payload_file(path: str) -> np.ndarray:
 
 
 def _cmd_hide(args: argparse.Namespace) -> int:
-    from csss_core.audio import INTERNAL_SAMPLE_RATE, read_audio, write_audio
+    from csss_core.audio import INTERNAL_SAMPLE_RATE, check_output_path, read_audio, write_audio
     from csss_core.payload import SpeakerPayload, frame_bits, seal
 
+    check_output_path(args.output)
     key = _read_key(args.key_file)
     x, _ = read_audio(args.carrier)
     payload = SpeakerPayload(_load_payload_file(args.payload_file))
@@ -304,7 +324,10 @@ def _cmd_reveal(args: argparse.Namespace) -> int:
     if state.opened is not None:
         out["reason"] = "ok" if state.authenticated else "ok (not authenticated: no key)"
     print(json.dumps(out))
-    return 0 if state.opened is not None else 1
+    if state.opened is None:
+        print(f"csss: error: {ext.reason}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_embed_speaker(args: argparse.Namespace) -> int:
@@ -403,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--output-device", help="speaker (sounddevice name or index)")
     c.add_argument("--silent", action="store_true", help="send silence (listen only)")
     c.add_argument("--loop-input", action="store_true", help="repeat --input-file")
-    c.add_argument("--key-file", help="pre-shared key (csss keygen) instead of the X25519 exchange + SAS")
+    c.add_argument("--key-file", help="pre-shared key (csss keygen), mixed into the per-call X25519 exchange: "
+                   "a relay that does not know it cannot open or forge the hidden identity")
     c.add_argument("--seed", type=int, help="pseudo-speaker seed (default: random per call)")
     c.add_argument("--enroll", help="a recording of your voice: identity ready (and ASV-checked) from the start")
     c.add_argument("--no-engine", action="store_true", help="pass audio through unchanged (latency baseline)")
@@ -443,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (AudioError, ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (AudioError, ValueError, OSError, RuntimeError) as exc:
         print(f"csss: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -51,19 +51,21 @@ def sas_string(material: bytes) -> str:
     return "".join(SAS_ALPHABET[(v >> s) & 31] for s in (15, 10, 5, 0))
 
 
-def derive(shared: bytes, initiator_pub: bytes, responder_pub: bytes, initiator: bool) -> CallKeys:
-    """The call keys from the X25519 secret and both public keys (initiator's first)."""
-    okm = HKDF(algorithm=hashes.SHA256(), length=96, salt=None,
-               info=INFO + initiator_pub + responder_pub).derive(shared)
+def derive(shared: bytes, initiator_pub: bytes, responder_pub: bytes, initiator: bool,
+           psk: bytes | None = None) -> CallKeys:
+    """The call keys from the X25519 secret and both public keys (initiator's first).
+
+    ``psk``: a pre-shared key (``--key-file``) mixed in as the HKDF salt: the keys are still fresh
+    per call (a payload recorded in another call never opens), and a relay that swaps the public keys
+    without knowing the pre-shared key cannot open or forge the hidden payload even if nobody
+    compares the SAS.
+    """
+    if psk is not None and len(psk) != 32:
+        raise KeyExchangeError("a pre-shared call key has 32 bytes")
+    okm = HKDF(algorithm=hashes.SHA256(), length=96, salt=psk,
+               info=INFO + (b" psk" if psk is not None else b"") + initiator_pub + responder_pub).derive(shared)
     i2r, r2i, sas = okm[:32], okm[32:64], okm[64:]
     return CallKeys(i2r, r2i, sas_string(sas)) if initiator else CallKeys(r2i, i2r, sas_string(sas))
-
-
-def preshared(key: bytes) -> CallKeys:
-    """Call keys from a pre-shared 32-byte key (``--key-file``): the same key both ways, no SAS."""
-    if len(key) != 32:
-        raise KeyExchangeError("a pre-shared call key has 32 bytes")
-    return CallKeys(key, key, "")
 
 
 def read_key_file(path: str | Path) -> bytes:
@@ -103,8 +105,12 @@ class KeyAgreement:
     ``{"public_key": hex}``.
     """
 
-    def __init__(self, initiator: bool, private_key: X25519PrivateKey | None = None) -> None:
+    def __init__(self, initiator: bool, private_key: X25519PrivateKey | None = None,
+                 psk: bytes | None = None) -> None:
+        if psk is not None and len(psk) != 32:
+            raise KeyExchangeError("a pre-shared call key has 32 bytes")
         self.initiator = initiator
+        self.psk = psk
         self._priv = private_key or X25519PrivateKey.generate()
         self.public = _pub_bytes(self._priv)
         self._peer_commit: bytes | None = None
@@ -149,4 +155,4 @@ class KeyAgreement:
         except ValueError as exc:  # low-order point: all-zero secret
             raise KeyExchangeError(f"unusable public key: {exc}") from exc
         ipub, rpub = (self.public, self._peer_pub) if self.initiator else (self._peer_pub, self.public)
-        self.keys = derive(shared, ipub, rpub, self.initiator)
+        self.keys = derive(shared, ipub, rpub, self.initiator, self.psk)

@@ -68,14 +68,21 @@ def test_two_clients_call_through_the_real_server(tiny_corpus, logged_server, tm
     ked = [u for u in tiny_corpus.utterances if u.speaker == "fest_ked"]
     write_audio(enroll, np.concatenate([read_audio(tiny_corpus.path(u))[0] for u in ked[-2:]]), 16000)
     duration = "30"
+    # both hold the same key file (mixed into the per-call agreement); it must never show up in any output
+    keyfile = tmp_path / "call.key"
+    psk_hex = "5e" * 32
+    keyfile.write_text(psk_hex + "\n")
     a = _call(url, "e2e", "--input-file", str(a_in), "--output-file", str(a_out), "--duration", duration, "--seed", "1",
-              "--enroll", str(enroll))
+              "--enroll", str(enroll), "--key-file", str(keyfile))
     time.sleep(1.0)
-    b = _call(url, "e2e", "--input-file", str(b_in), "--output-file", str(b_out), "--duration", duration, "--seed", "2")
+    b = _call(url, "e2e", "--input-file", str(b_in), "--output-file", str(b_out), "--duration", duration, "--seed", "2",
+              "--key-file", str(keyfile))
     ra, err_a = _report(a, 120)
-    rb, _ = _report(b, 120)
+    rb, err_b = _report(b, 120)
+    for out in (json.dumps(ra), json.dumps(rb), err_a, err_b):
+        assert psk_hex not in out and "5E5E5E5E" not in out
     for r in (ra, rb):
-        assert r["connected"] and r["key_mode"] == "x25519+sas"
+        assert r["connected"] and r["key_mode"] == "x25519+psk+sas"
         assert r["identity_locked"] and r["identity_authenticated"], json.dumps(r)
         assert r["seconds_call_start_to_lock"] is not None and r["seconds_call_start_to_lock"] < 28
         assert r["frames_received"] > 1000 and not r["errors"]
@@ -110,6 +117,7 @@ def test_two_clients_call_through_the_real_server(tiny_corpus, logged_server, tm
     text = log.read_text()
     assert "join room=e2e" in text and "leave room=e2e" in text
     assert "v=0" not in text and "a=fingerprint" not in text and "public_key" not in text  # no SDP or keys
+    assert psk_hex not in text and "commit" not in text
 
 
 def test_third_party_refused_and_vanished_peer_ends_the_call(logged_server):

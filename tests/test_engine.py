@@ -72,6 +72,28 @@ def test_wrong_key_never_locks_and_keeps_passing_through(call_audio):
     np.testing.assert_array_equal(z, plain)
 
 
+def test_a_payload_replayed_from_another_call_or_bit_flipped_is_rejected(call_audio):
+    """Audio recorded in call 1 (same pre-shared key file, same parties) played into call 2: never opens."""
+    from csss_core.keys import KeyAgreement
+
+    _, x48, _, _, _, _ = call_audio
+    psk = bytes(range(32))
+    keys = []
+    for _ in range(2):
+        a, b = KeyAgreement(True, psk=psk), KeyAgreement(False, psk=psk)
+        b.receive(a.receive(b.receive(a.start())))
+        keys.append((a.keys, b.keys))
+    (a1, b1), (_, b2) = keys
+    sender = SenderEngine(Anonymizer(asv_check=False), a1.send, seed=11)
+    recorded = opus_roundtrip(_run(sender, x48), 48000, 96_000)
+    genuine = ReceiverEngine(Anonymizer(asv_check=False), b1.receive)
+    _run(genuine, recorded)
+    assert genuine.status.locked and genuine.status.authenticated  # the recording itself is sound
+    replay = ReceiverEngine(Anonymizer(asv_check=False), b2.receive)
+    _run(replay, recorded)
+    assert not replay.status.locked and "authentication failed" in replay.status.reason
+
+
 def test_sender_waits_for_the_key_before_sealing(tiny_corpus):
     x48 = resample(voice_clip(tiny_corpus, "flite_slt", repeat=1)[: 16000 * 6], 16000, 48000)
     s = SenderEngine(Anonymizer(asv_check=False), None, seed=3)

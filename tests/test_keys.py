@@ -1,6 +1,7 @@
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from csss_core.keys import SAS_ALPHABET, KeyAgreement, KeyExchangeError, preshared, read_key_file
+from csss_core.keys import SAS_ALPHABET, KeyAgreement, KeyExchangeError, read_key_file
 
 
 def _run(a: KeyAgreement, b: KeyAgreement) -> None:
@@ -70,11 +71,41 @@ def test_low_order_public_key_is_refused():
         a.receive({"public_key": "00" * 32})
 
 
-def test_preshared_and_key_files(tmp_path):
-    k = preshared(bytes(range(32)))
-    assert k.send == k.receive and k.sas == ""
+def test_a_preshared_key_is_mixed_into_fresh_per_call_keys():
+    psk = bytes(range(32))
+    calls = []
+    for _ in range(2):
+        a, b = KeyAgreement(True, psk=psk), KeyAgreement(False, psk=psk)
+        _run(a, b)
+        assert a.keys.send == b.keys.receive and a.keys.receive == b.keys.send and a.keys.sas == b.keys.sas
+        calls.append(a.keys)
+    assert calls[0].send != calls[1].send  # same file, new call, new keys: no replay across calls
+    # the same exchange without the file, or with another file, gives other keys
+    priv_a, priv_b = X25519PrivateKey.generate(), X25519PrivateKey.generate()
+    keys = []
+    for p in (psk, None, bytes(32)):
+        a, b = KeyAgreement(True, priv_a, psk=p), KeyAgreement(False, priv_b, psk=p)
+        _run(a, b)
+        keys.append(a.keys.send)
+    assert len(set(keys)) == 3
+    # a relay that swaps the public keys but lacks the file shares no key with either side
+    a, b = KeyAgreement(True, psk=psk), KeyAgreement(False, psk=psk)
+    m_a, m_b = KeyAgreement(False, psk=bytes(32)), KeyAgreement(True, psk=bytes(32))  # relay's halves
+    m1 = a.start()
+    m_a.receive(m1)  # relay plays responder towards a
+    m_b_first = m_b.start()
+    reply_to_relay = b.receive(m_b_first)
+    m3 = a.receive({"public_key": m_a.public.hex()})
+    m_a.receive(m3)
+    m_b.receive(reply_to_relay)
+    b.receive({"public_key": m_b.public.hex()})
+    assert a.keys.send not in (m_a.keys.receive, m_a.keys.send)
+    assert b.keys.send not in (m_b.keys.receive, m_b.keys.send)
     with pytest.raises(KeyExchangeError):
-        preshared(b"short")
+        KeyAgreement(True, psk=b"short")
+
+
+def test_key_files(tmp_path):
     p = tmp_path / "k"
     p.write_text("ab" * 32 + "\n")
     assert read_key_file(p) == bytes.fromhex("ab" * 32)
