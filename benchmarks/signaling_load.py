@@ -119,10 +119,10 @@ async def run_load(url_a: str, url_b: str, rooms: int, hold_s: float = 60.0) -> 
                 if (m := await recv(a))["type"] != "peer-joined":
                     raise RuntimeError(f"A: {m}")
                 await a.send(json.dumps({"type": "offer", "sdp": f"v=0 offer {i}"}))
-                if (m := await recv(b)) != {"type": "offer", "sdp": f"v=0 offer {i}"}:
+                if (m := await recv(b)).get("sdp") != f"v=0 offer {i}" or m["type"] != "offer":
                     raise RuntimeError(f"B got {m}")
                 await b.send(json.dumps({"type": "answer", "sdp": f"v=0 answer {i}"}))
-                if (m := await recv(a)) != {"type": "answer", "sdp": f"v=0 answer {i}"}:
+                if (m := await recv(a)).get("sdp") != f"v=0 answer {i}" or m["type"] != "answer":
                     raise RuntimeError(f"A got {m}")
                 times.append(time.perf_counter() - t0)
                 finished += 1

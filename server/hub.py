@@ -10,8 +10,10 @@ Two implementations of one small interface:
   party has a liveness key refreshed by its instance; a party whose instance died expires after
   ``peer_ttl`` seconds and its slot frees itself at the next join.
 
-A party (:class:`Party`) is a connection the hub can hand text to. The hub never parses what it
-relays; events (``peer-joined``/``peer-left``) are generated here and carry no payload.
+A member (:class:`Party`) is a connection the hub can hand text to, with an ``id`` and a ``role``:
+``party`` (one of the two callers) or ``listener``. The hub never parses what it relays. Events are
+generated here: a party's arrival or departure (``peer-joined``/``peer-left``) goes to everyone else
+in the room; a listener's (``listener-joined``/``listener-left``) goes to the parties only.
 """
 
 from __future__ import annotations
@@ -23,19 +25,24 @@ import logging
 import uuid
 from typing import Any, Protocol
 
-from server.messages import PeerJoined, PeerLeft
+from server.messages import ListenerJoined, ListenerLeft, PeerJoined, PeerLeft
 
 log = logging.getLogger("csss.server")
 
 
+PARTY, LISTENER = "party", "listener"
+CAPACITY = {PARTY: 2, LISTENER: 4}
+
+
 class RoomFull(Exception):
-    """The room already has its two parties."""
+    """The room already has its two parties (or its listeners)."""
 
 
 class Party(Protocol):
     """One signaling connection as the hub sees it."""
 
     id: str
+    role: str
 
     async def deliver(self, text: str, event: str | None = None) -> None:
         """Send ``text`` to this party; ``event`` is "joined"/"left" when the other party came or went."""
@@ -45,8 +52,6 @@ class Party(Protocol):
 class Hub(Protocol):
     """Room membership and relay."""
 
-    capacity: int
-
     async def start(self) -> None:
         """Connect whatever backs the hub."""
         ...
@@ -55,21 +60,46 @@ class Hub(Protocol):
         """Release it."""
         ...
 
-    async def join(self, room: str, party: Party) -> int:
-        """Add ``party`` to ``room`` and tell the others; returns the parties now in the room (RoomFull)."""
+    async def join(self, room: str, party: Party) -> list[tuple[str, str]]:
+        """Add ``party`` to ``room`` and tell the others; returns who was there, (id, role) (RoomFull)."""
         ...
 
     async def leave(self, room: str, party: Party) -> None:
         """Remove ``party`` from ``room`` and tell the others."""
         ...
 
-    async def relay(self, room: str, party: Party, text: str) -> int:
-        """Hand ``text`` to the other parties of ``room``; returns how many it was sent to."""
+    async def relay(self, room: str, party: Party, text: str, to: str | None = None) -> int:
+        """Hand ``text`` to member ``to``, or (None) to the other party; returns how many got it."""
         ...
 
     def local_rooms(self) -> int:
         """Rooms with at least one party connected to this process."""
         ...
+
+
+def _join_event(joiner: Party, member_role: str) -> tuple[str, str | None] | None:
+    """What a member of ``member_role`` is told when ``joiner`` arrives: (text, event) or None."""
+    if joiner.role == PARTY:
+        return PeerJoined(id=joiner.id).model_dump_json(), ("joined" if member_role == PARTY else None)
+    if member_role == PARTY:
+        return ListenerJoined(id=joiner.id).model_dump_json(), None
+    return None
+
+
+def _leave_event(leaver: Party, member_role: str) -> tuple[str, str | None] | None:
+    """What a member of ``member_role`` is told when ``leaver`` goes."""
+    if leaver.role == PARTY:
+        return PeerLeft(id=leaver.id).model_dump_json(), ("left" if member_role == PARTY else None)
+    if member_role == PARTY:
+        return ListenerLeft(id=leaver.id).model_dump_json(), None
+    return None
+
+
+def _targets(sender: Party, members: list[tuple[str, str]], to: str | None) -> list[str]:
+    """Ids a message from ``sender`` goes to: member ``to``, or else the other party."""
+    if to is not None:
+        return [i for i, _ in members if i == to and i != sender.id]
+    return [i for i, r in members if r == PARTY and i != sender.id]
 
 
 async def _safe_deliver(party: Party, text: str, event: str | None = None) -> None:
@@ -82,8 +112,7 @@ async def _safe_deliver(party: Party, text: str, event: str | None = None) -> No
 class LocalHub:
     """Rooms in this process's memory."""
 
-    def __init__(self, capacity: int = 2) -> None:
-        self.capacity = capacity
+    def __init__(self) -> None:
         self.rooms: dict[str, list[Party]] = {}
         self._lock = asyncio.Lock()
 
@@ -93,20 +122,24 @@ class LocalHub:
     async def close(self) -> None:
         """Nothing to release."""
 
-    async def join(self, room: str, party: Party) -> int:
-        """Add ``party``; the others get ``peer-joined``."""
+    async def join(self, room: str, party: Party) -> list[tuple[str, str]]:
+        """Add ``party``; the others are told."""
         async with self._lock:
             members = self.rooms.setdefault(room, [])
-            if len(members) >= self.capacity:
+            if sum(1 for p in members if p.role == party.role) >= CAPACITY[party.role]:
+                if not members:
+                    self.rooms.pop(room, None)
                 raise RoomFull(room)
             others = list(members)
             members.append(party)
         for o in others:
-            await _safe_deliver(o, PeerJoined().model_dump_json(), "joined")
-        return len(others) + 1
+            ev = _join_event(party, o.role)
+            if ev is not None:
+                await _safe_deliver(o, *ev)
+        return [(o.id, o.role) for o in others]
 
     async def leave(self, room: str, party: Party) -> None:
-        """Remove ``party``; the others get ``peer-left``; an empty room is dropped."""
+        """Remove ``party``; the others are told; an empty room is dropped."""
         async with self._lock:
             members = self.rooms.get(room, [])
             if party in members:
@@ -115,27 +148,34 @@ class LocalHub:
                 self.rooms.pop(room, None)
             others = list(members)
         for o in others:
-            await _safe_deliver(o, PeerLeft().model_dump_json(), "left")
+            ev = _leave_event(party, o.role)
+            if ev is not None:
+                await _safe_deliver(o, *ev)
 
-    async def relay(self, room: str, party: Party, text: str) -> int:
-        """Send to the others in ``room``."""
+    async def relay(self, room: str, party: Party, text: str, to: str | None = None) -> int:
+        """Send to member ``to`` or to the other party."""
         async with self._lock:
-            others = [p for p in self.rooms.get(room, []) if p is not party]
-        for o in others:
-            await _safe_deliver(o, text)
-        return len(others)
+            members = list(self.rooms.get(room, []))
+        ids = set(_targets(party, [(p.id, p.role) for p in members], to))
+        for o in members:
+            if o.id in ids:
+                await _safe_deliver(o, text)
+        return len(ids)
 
     def local_rooms(self) -> int:
         """Rooms in memory."""
         return len(self.rooms)
 
 
+# KEYS[1] room hash (member id -> "instance role"); ARGV: id, "instance role", capacity, alive prefix, role
 _JOIN = """
 local members = redis.call('HGETALL', KEYS[1])
 local n = 0
 for i = 1, #members, 2 do
   if redis.call('EXISTS', ARGV[4] .. members[i]) == 1 then
-    n = n + 1
+    if string.sub(members[i + 1], -string.len(ARGV[5]) - 1) == ' ' .. ARGV[5] then
+      n = n + 1
+    end
   else
     redis.call('HDEL', KEYS[1], members[i])
   end
@@ -151,9 +191,8 @@ return n
 class RedisHub:
     """Rooms shared by several server processes through one Redis (``redis://host:port/db``)."""
 
-    def __init__(self, url: str, capacity: int = 2, peer_ttl: float = 30.0, prefix: str = "csss") -> None:
+    def __init__(self, url: str, peer_ttl: float = 30.0, prefix: str = "csss") -> None:
         self.url = url
-        self.capacity = capacity
         self.peer_ttl = peer_ttl
         self.prefix = prefix
         self.instance = uuid.uuid4().hex[:12]
@@ -237,31 +276,39 @@ class RedisHub:
             except Exception as exc:  # noqa: BLE001
                 log.error("redis hub: heartbeat failed (%s)", type(exc).__name__)
 
-    async def _send(self, room: str, party: Party, text: str, event: str | None = None) -> int:
-        members: dict[str, str] = await self._redis.hgetall(self._room_key(room))
-        n = 0
-        for pid, inst in members.items():
-            if pid == party.id:
-                continue
-            await self._redis.publish(self._channel(inst), json.dumps({"to": pid, "text": text, "event": event}))
-            n += 1
-        return n
+    async def _members(self, room: str) -> dict[str, tuple[str, str]]:
+        """Member id -> (instance, role)."""
+        raw: dict[str, str] = await self._redis.hgetall(self._room_key(room))
+        out = {}
+        for pid, v in raw.items():
+            inst, _, role = v.partition(" ")
+            out[pid] = (inst, role)
+        return out
 
-    async def join(self, room: str, party: Party) -> int:
-        """Atomically take a slot (stale parties are cleared first); the others get ``peer-joined``."""
+    async def _publish(self, inst: str, pid: str, text: str, event: str | None) -> None:
+        await self._redis.publish(self._channel(inst), json.dumps({"to": pid, "text": text, "event": event}))
+
+    async def join(self, room: str, party: Party) -> list[tuple[str, str]]:
+        """Atomically take a slot (stale members are cleared first); the others are told."""
         await self._redis.set(self._alive_prefix() + party.id, self.instance, ex=int(self.peer_ttl))
         before = int(await self._join(keys=[self._room_key(room)],
-                                      args=[party.id, self.instance, self.capacity, self._alive_prefix()]))
+                                      args=[party.id, f"{self.instance} {party.role}", CAPACITY[party.role],
+                                            self._alive_prefix(), party.role]))
         if before < 0:
             await self._redis.delete(self._alive_prefix() + party.id)
             raise RoomFull(room)
         self._local[party.id] = party
         self._rooms.setdefault(room, set()).add(party.id)
-        await self._send(room, party, PeerJoined().model_dump_json(), "joined")
-        return before + 1
+        members = await self._members(room)
+        others = [(pid, role) for pid, (_, role) in members.items() if pid != party.id]
+        for pid, (inst, role) in members.items():
+            ev = _join_event(party, role) if pid != party.id else None
+            if ev is not None:
+                await self._publish(inst, pid, *ev)
+        return others
 
     async def leave(self, room: str, party: Party) -> None:
-        """Give the slot back; the others get ``peer-left``."""
+        """Give the slot back; the others are told."""
         self._local.pop(party.id, None)
         ids = self._rooms.get(room)
         if ids is not None:
@@ -271,13 +318,20 @@ class RedisHub:
         try:
             await self._redis.hdel(self._room_key(room), party.id)
             await self._redis.delete(self._alive_prefix() + party.id)
-            await self._send(room, party, PeerLeft().model_dump_json(), "left")
-        except Exception as exc:  # noqa: BLE001 (the party's TTL frees the slot if Redis is away now)
+            for pid, (inst, role) in (await self._members(room)).items():
+                ev = _leave_event(party, role)
+                if ev is not None:
+                    await self._publish(inst, pid, *ev)
+        except Exception as exc:  # noqa: BLE001 (the member's TTL frees the slot if Redis is away now)
             log.error("redis hub: leave failed (%s)", type(exc).__name__)
 
-    async def relay(self, room: str, party: Party, text: str) -> int:
-        """Publish to the instances of the other parties."""
-        return await self._send(room, party, text)
+    async def relay(self, room: str, party: Party, text: str, to: str | None = None) -> int:
+        """Publish to the instance of member ``to``, or of the other party."""
+        members = await self._members(room)
+        ids = _targets(party, [(pid, role) for pid, (_, role) in members.items()], to)
+        for pid in ids:
+            await self._publish(members[pid][0], pid, text, None)
+        return len(ids)
 
     def local_rooms(self) -> int:
         """Rooms with a party connected to this instance."""

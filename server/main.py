@@ -22,8 +22,8 @@ from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
 from csss_core import __version__
-from server.hub import Hub, LocalHub, RedisHub, RoomFull
-from server.messages import CLIENT_MESSAGE, MAX_MESSAGE_BYTES, Error, Join, Joined
+from server.hub import LISTENER, PARTY, Hub, LocalHub, RedisHub, RoomFull
+from server.messages import CLIENT_MESSAGE, MAX_MESSAGE_BYTES, Error, Join, Joined, KeyExchange
 from server.settings import Settings
 
 log = logging.getLogger("csss.server")
@@ -48,6 +48,7 @@ class Connection:
         self.ws = ws
         self.s = s
         self.id = uuid.uuid4().hex
+        self.role = PARTY
         self.room: str | None = None
         self.alone_since: float | None = None
         self.errors = 0
@@ -217,24 +218,41 @@ async def _handle(c: Connection, hub: Hub, s: Settings, stats: dict[str, int], f
         if c.room is not None:
             await c.error("already-joined", f"already in room {c.room}")
             return
+        c.role = msg.role
         try:
-            n = await hub.join(msg.room, c)
+            others = await hub.join(msg.room, c)
         except RoomFull:
-            await c.error("room-full", f"room {msg.room} already has two parties")
+            what = "two parties" if c.role == PARTY else "its listeners"
+            await c.error("room-full", f"room {msg.room} already has {what}")
             return
         c.room = msg.room
-        c.alone_since = time.monotonic() if n == 1 else None
-        await c.deliver(Joined(room=c.room, peers=n, ice_servers=s.ice_servers).model_dump_json())
-        log.info("join room=%s peers=%d", c.room, n)
+        parties = [i for i, r in others if r == PARTY]
+        n = len(parties) + (1 if c.role == PARTY else 0)
+        c.alone_since = time.monotonic() if (c.role == PARTY and n == 1) else None
+        await c.deliver(Joined(room=c.room, peers=n, ice_servers=s.ice_servers, id=c.id, role=c.role,
+                               parties=parties).model_dump_json())
+        log.info("join room=%s role=%s parties=%d", c.room, c.role, n)
         return
     if c.room is None:
         await c.error("not-joined", "join a room first")
         return
-    # relay as validated (re-serialized: only known fields travel); never logged
-    out = msg.model_dump_json(exclude_none=True)
-    sent = await hub.relay(c.room, c, out)
+    if isinstance(msg, KeyExchange) and msg.to is not None:
+        await c.error("bad-message", "key messages go to the other party only (no 'to')")
+        return
+    if c.role == LISTENER and (msg.to is None or isinstance(msg, KeyExchange)):
+        await c.error("listener", "a listener talks only to one party (with 'to') and takes no part in keys")
+        return
+    # relay as validated (re-serialized: only known fields travel, plus who sent it); never logged
+    fields = msg.model_dump(exclude_none=True)
+    to = fields.pop("to", None)
+    fields["from"] = c.id
+    out = json.dumps(fields)
+    sent = await hub.relay(c.room, c, out, to)
     if sent == 0:
-        await c.error("no-peer", "nobody else is in the room yet")
+        if to is not None:
+            await c.error("no-such-peer", "nobody with that id is in the room")
+        else:
+            await c.error("no-peer", "nobody else is in the room yet")
         return
     stats["messages_relayed"] += sent
     stats["bytes_relayed"] += len(out) * sent

@@ -33,9 +33,12 @@ hex64 = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
 typed = st.fixed_dictionaries({"type": st.sampled_from(TYPES)}, optional={
     "room": room_name | json_value, "sdp": st.text(max_size=200) | json_value, "candidate": st.text(max_size=80),
     "sdpMid": json_value, "sdpMLineIndex": json_value, "commit": hex64 | json_value,
-    "public_key": hex64 | json_value, "extra": json_value})
+    "public_key": hex64 | json_value, "extra": json_value, "to": hex64.map(lambda h: h[:32]) | json_value,
+    "role": st.sampled_from(["party", "listener", "admin"]) | json_value})
 valid = st.one_of(
-    st.builds(lambda r: {"type": "join", "room": "fz-" + r}, st.text(string.ascii_letters, min_size=1, max_size=20)),
+    st.builds(lambda r, role: {"type": "join", "room": "fz-" + r, "role": role},
+              st.text(string.ascii_letters, min_size=1, max_size=20), st.sampled_from(["party", "listener"])),
+    st.builds(lambda s, h: {"type": "offer", "sdp": s, "to": h[:32]}, st.text(max_size=100), hex64),
     st.builds(lambda s: {"type": "offer", "sdp": s}, st.text(max_size=300)),
     st.builds(lambda s: {"type": "answer", "sdp": s}, st.text(max_size=300)),
     st.builds(lambda c, i: {"type": "candidate", "candidate": c, "sdpMid": "0", "sdpMLineIndex": i},
@@ -72,9 +75,13 @@ def test_fuzzed_messages_are_answered_or_closed_cleanly_and_other_rooms_are_unaf
     room = "healthy-" + uuid.uuid4().hex
     counts = {"sent": 0, "errors": 0, "joined": 0, "closed": 0, "relayed_ok": 0}
     with connect(url) as a, connect(url) as b:
+        ids = []
         for ws in (a, b):
             ws.send(json.dumps({"type": "join", "room": room}))
-            assert json.loads(ws.recv(timeout=5))["type"] == "joined"
+            joined = json.loads(ws.recv(timeout=5))
+            assert joined["type"] == "joined"
+            ids.append(joined["id"])
+        a_id = ids[0]
         assert json.loads(a.recv(timeout=5))["type"] == "peer-joined"
 
         @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
@@ -101,7 +108,8 @@ def test_fuzzed_messages_are_answered_or_closed_cleanly_and_other_rooms_are_unaf
             # the healthy room still works, message for message
             probe = {"type": "offer", "sdp": f"probe {counts['sent']}"}
             a.send(json.dumps(probe))
-            assert json.loads(b.recv(timeout=5)) == probe
+            got = json.loads(b.recv(timeout=5))
+            assert got.pop("from") == a_id and got == probe
             counts["relayed_ok"] += 1
 
         run()
