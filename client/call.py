@@ -71,6 +71,7 @@ class CallOptions:
     timing_file: str | None = None  # JSON with per-chunk times, for the latency benchmark
     connect_timeout: float = 20.0
     jitter_frames: int = 2  # receive jitter buffer, 20 ms frames (aiortc's own default is 4)
+    allow_listeners: bool = False  # let browser listeners in the room hear what the network hears
 
 
 @dataclass
@@ -97,6 +98,8 @@ class CallReport:
     frames_late: int = 0  # frames that arrived after their time had been filled in
     sender_compute_ms_median: float | None = None
     receiver_compute_ms_median: float | None = None
+    id: str = ""  # this party's id in the room
+    listeners_served: int = 0  # listeners that were sent this party's pseudo-voice
     errors: list[str] = field(default_factory=list)
 
 
@@ -200,6 +203,10 @@ class Call:
         self._pc: Any = None
         self._ws: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._relay: Any = None  # MediaRelay: the outgoing track to the other party and to listeners
+        self._listeners: dict[str, Any] = {}  # listener id -> its RTCPeerConnection (None until it offers)
+        self._ice: list[Any] = []
+        self._peer_id: str | None = None  # the other party's id in the room
 
     # ---------------------------------------------------------------- engine
     def _make_engines(self) -> None:
@@ -272,7 +279,16 @@ class Call:
         from aiortc import RTCSessionDescription
 
         kind = msg.get("type")
+        sender = msg.get("from")
+        if sender is not None and sender != self._peer_id:
+            # anyone but the other party is a listener (before the other party arrives, everyone else is)
+            self._listeners.setdefault(str(sender), None)
+        if kind in ("listener-joined", "listener-left") or sender in self._listeners:
+            await self._on_listener_message(kind, msg)
+            return
         if kind == "peer-joined":
+            if msg.get("id"):
+                self._peer_id = str(msg["id"])
             if self.report.initiator:
                 await self._start_key_exchange()
                 await self._make_offer()
@@ -305,10 +321,34 @@ class Call:
                 await self._send({"type": "key", **reply})
             if self._agreement.keys is not None:
                 self._set_keys(self._agreement.keys)
-        elif kind in ("peer-left", "bye"):
+        elif kind in ("peer-left", "bye") and msg.get("role", "party") == "party":
             self._finish("peer-left")
         elif kind == "error":
             self.report.errors.append(f"server: {msg.get('code')}: {msg.get('message')}")
+
+    async def _on_listener_message(self, kind: Any, msg: dict[str, Any]) -> None:
+        """A listener came, went, or offers to hear this party's outgoing (pseudo-voice) track."""
+        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+        lid = str(msg.get("id") if kind in ("listener-joined", "listener-left") else msg.get("from"))
+        if kind == "listener-joined":
+            self._listeners.setdefault(lid, None)
+        elif kind in ("listener-left", "bye"):
+            pc = self._listeners.pop(lid, None)
+            if pc is not None:
+                await pc.close()
+        elif kind == "offer":
+            if not self.o.allow_listeners or self._relay is None or self._listeners.get(lid) is not None:
+                await self._send({"type": "bye", "to": lid})  # declined: the page says so
+                return
+            pc = RTCPeerConnection(RTCConfiguration(iceServers=self._ice))
+            self._listeners[lid] = pc
+            pc.addTrack(self._relay.subscribe(self._track))
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=msg["sdp"], type="offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            await self._send({"type": "answer", "sdp": pc.localDescription.sdp, "to": lid})
+            self.report.listeners_served += 1
+            log.info("a listener hears this party's pseudo-voice")
 
     async def _signaling_loop(self) -> None:
         import websockets
@@ -373,7 +413,9 @@ class Call:
         if s is not None and r is not None:
             lv = (f" | mic {s.input_db:5.0f} dB out {s.output_db:5.0f} dB"
                   f" | in {r.input_db:5.0f} dB spk {r.output_db:5.0f} dB")
-        return f"[csss] {conn} | {sas} | {ident}{lat}{lv}"
+        ears = sum(1 for pc in self._listeners.values() if pc is not None)
+        lis = f" | {ears} listening" if ears else ""
+        return f"[csss] {conn} | {sas} | {ident}{lat}{lis}{lv}"
 
     async def _status_loop(self) -> None:
         tty = sys.stderr.isatty()
@@ -415,8 +457,14 @@ class Call:
             if joined.get("type") != "joined":
                 raise CallError(f"unexpected first message from the server: {joined.get('type')}")
             self.report.initiator = int(joined["peers"]) == 1
+            self.report.id = str(joined.get("id", ""))
+            parties = joined.get("parties") or []
+            self._peer_id = str(parties[0]) if parties else None
+            for lid in joined.get("listeners") or []:
+                self._listeners.setdefault(str(lid), None)
+            self._ice = _ice_servers(list(joined.get("ice_servers", [])))
             self._agreement = KeyAgreement(self.report.initiator, psk=psk)
-            self._pc = RTCPeerConnection(RTCConfiguration(iceServers=_ice_servers(list(joined.get("ice_servers", [])))))
+            self._pc = RTCPeerConnection(RTCConfiguration(iceServers=self._ice))
             await self._setup_media()
             self._tasks.append(asyncio.create_task(self._signaling_loop()))
             if self.o.status:
@@ -437,7 +485,13 @@ class Call:
             self._source = MicSource(self.o.input_device)
         self._sink = FileSink(self.o.output_file) if self.o.output_file else SpeakerSink(self.o.output_device)
         self._track = EngineTrack(self._source, self._send_process, self._send_ex)
-        self._pc.addTrack(self._track)
+        if self.o.allow_listeners:
+            from aiortc.contrib.media import MediaRelay
+
+            self._relay = MediaRelay()
+            self._pc.addTrack(self._relay.subscribe(self._track))
+        else:
+            self._pc.addTrack(self._track)
 
         @self._pc.on("track")
         def on_track(track: Any) -> None:
@@ -476,6 +530,10 @@ class Call:
                 await t
         if self._pc is not None:
             await self._pc.close()
+        for pc in self._listeners.values():
+            if pc is not None:
+                with contextlib.suppress(Exception):
+                    await pc.close()
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await self._ws.close()

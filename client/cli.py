@@ -174,7 +174,7 @@ def _cmd_call(args: argparse.Namespace) -> int:
                        silent=args.silent, loop_input=args.loop_input, key_file=args.key_file, seed=args.seed,
                        enroll=args.enroll, engine=not args.no_engine, duration=args.duration,
                        ice_hosts=args.ice_host or None, status=not args.quiet, timing_file=args.timing_file,
-                       jitter_frames=args.jitter_frames)
+                       jitter_frames=args.jitter_frames, allow_listeners=args.allow_listeners)
     try:
         report = run_call(opts)
     except CallError as exc:
@@ -426,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--output-device", help="speaker (sounddevice name or index)")
     c.add_argument("--silent", action="store_true", help="send silence (listen only)")
     c.add_argument("--loop-input", action="store_true", help="repeat --input-file")
+    c.add_argument("--allow-listeners", action="store_true",
+                   help="let browser listeners in the room (/listen page) hear what the network hears: your "
+                        "pseudo-voice")
     c.add_argument("--key-file", help="pre-shared key (csss keygen), mixed into the per-call X25519 exchange: "
                    "a relay that does not know it cannot open or forge the hidden identity")
     c.add_argument("--seed", type=int, help="pseudo-speaker seed (default: random per call)")

@@ -16,9 +16,11 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
 from csss_core import __version__
@@ -28,6 +30,7 @@ from server.settings import Settings
 
 log = logging.getLogger("csss.server")
 
+STATIC = Path(__file__).parent / "static"
 # frames above this are refused by the WebSocket layer itself (close 1009) before any parsing
 WS_MAX_FRAME = 2 * MAX_MESSAGE_BYTES
 
@@ -132,6 +135,11 @@ def create_app(settings: Settings | None = None, demo: bool = False) -> FastAPI:
         return {"status": "ok", "version": __version__, "ice_servers": len(s.ice_servers),
                 "rooms": hub.local_rooms(), "shared_rooms": bool(s.redis_url), **stats}
 
+    @app.get("/listen", response_class=HTMLResponse)
+    def listen_page() -> str:
+        """The listener page: a browser joins a room and hears the callers' pseudo-voices (no build step)."""
+        return (STATIC / "listen.html").read_text(encoding="utf-8")
+
     @app.websocket("/ws")
     async def signaling(ws: WebSocket) -> None:
         """One party's signaling connection."""
@@ -230,7 +238,7 @@ async def _handle(c: Connection, hub: Hub, s: Settings, stats: dict[str, int], f
         n = len(parties) + (1 if c.role == PARTY else 0)
         c.alone_since = time.monotonic() if (c.role == PARTY and n == 1) else None
         await c.deliver(Joined(room=c.room, peers=n, ice_servers=s.ice_servers, id=c.id, role=c.role,
-                               parties=parties).model_dump_json())
+                               parties=parties, listeners=[i for i, r in others if r == LISTENER]).model_dump_json())
         log.info("join room=%s role=%s parties=%d", c.room, c.role, n)
         return
     if c.room is None:

@@ -98,6 +98,7 @@ class Joined(_Msg):
     id: str  # this connection's id in the room
     role: str
     parties: list[str]  # ids of the parties already there (a listener offers to each)
+    listeners: list[str] = []  # ids of the listeners already there
 
 
 class PeerJoined(_Msg):

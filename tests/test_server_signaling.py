@@ -107,7 +107,7 @@ def test_listeners_hear_about_parties_and_talk_only_to_one_of_them(shared):
             assert jl["role"] == "listener" and jl["peers"] == 1 and jl["parties"] == [ja["id"]]
             assert recv(a) == {"type": "listener-joined", "id": jl["id"]}
             jb = join(b, "lr")
-            assert jb["peers"] == 2 and jb["parties"] == [ja["id"]]
+            assert jb["peers"] == 2 and jb["parties"] == [ja["id"]] and jb["listeners"] == [jl["id"]]
             assert recv(a) == {"type": "peer-joined", "id": jb["id"], "role": "party"}
             assert recv(ear) == {"type": "peer-joined", "id": jb["id"], "role": "party"}
             # the parties' own traffic (keys included) never reaches the listener
