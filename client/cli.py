@@ -191,7 +191,7 @@ def _check_call_files(args: argparse.Namespace) -> None:
         check_output_path(args.output_file)
     for f in (args.input_file, args.enroll):
         if f:
-            read_audio(f)
+            read_audio(f, sample_rate=None)
 
 
 def _cmd_roundtrip(args: argparse.Namespace) -> int:

@@ -8,6 +8,8 @@ the edges by :func:`read_audio` and :func:`write_audio`.
 from __future__ import annotations
 
 import math
+import os
+import secrets
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -90,12 +92,26 @@ def read_audio(path: str | Path, sample_rate: int | None = INTERNAL_SAMPLE_RATE)
         AudioError: the file is missing, unreadable, empty, non-finite or absurd.
     """
     p = Path(path)
+    if p.is_dir():
+        raise AudioError(f"{p}: is a directory, not an audio file")
     if not p.is_file():
         raise AudioError(f"{p}: no such file")
+    if p.stat().st_size == 0:
+        raise AudioError(f"{p}: empty file (0 bytes)")
     try:
+        # the header first: refuse an absurd rate or length before reading (and allocating) any samples
+        info = sf.info(str(p))
+        if info.samplerate > 0 and info.frames / info.samplerate > MAX_DURATION_S:
+            raise AudioError(f"{p}: {info.frames / info.samplerate:.0f} s is longer than the "
+                             f"{MAX_DURATION_S:.0f} s limit")
+        if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
+            raise AudioError(f"{p}: sample rate {info.samplerate} Hz is outside "
+                             f"[{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz")
         data, sr = sf.read(str(p), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioError(f"{p}: not a readable audio file ({exc})") from exc
+    except MemoryError as exc:
+        raise AudioError(f"{p}: too large to read ({info.frames} frames x {info.channels} channels)") from exc
     _check_signal(data, int(sr), str(p))
     mono = data.mean(axis=1).astype(np.float32)
     if sample_rate is not None and sr != sample_rate:
@@ -104,21 +120,41 @@ def read_audio(path: str | Path, sample_rate: int | None = INTERNAL_SAMPLE_RATE)
     return mono, int(sr)
 
 
-def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int) -> None:
-    """Write mono audio as wav (16-bit), flac (16-bit) or ogg (Vorbis), chosen by suffix.
+def check_output_path(path: str | Path) -> tuple[Path, tuple[str, str]]:
+    """The output path and its (format, subtype), or an :class:`AudioError` before any work is done.
 
-    Samples outside [-1, 1] are clipped rather than wrapped.
+    Raises:
+        AudioError: the suffix is not one :func:`write_audio` writes, or the path is a folder.
     """
     p = Path(path)
     fmt = WRITE_FORMATS.get(p.suffix.lower())
     if fmt is None:
         raise AudioError(f"{p}: unsupported output format; use one of {sorted(WRITE_FORMATS)}")
+    if p.is_dir():
+        raise AudioError(f"{p}: is a directory, not an output file")
+    return p, fmt
+
+
+def write_audio(path: str | Path, samples: np.ndarray, sample_rate: int) -> None:
+    """Write mono audio as wav (16-bit), flac (16-bit) or ogg (Vorbis), chosen by suffix.
+
+    Samples outside [-1, 1] are clipped rather than wrapped. The file appears complete or not at all
+    (written to a temporary name, then renamed).
+    """
+    p, fmt = check_output_path(path)
     x = np.asarray(samples, dtype=np.float32)
     if x.ndim != 1:
         raise AudioError(f"{p}: expected mono samples, got shape {x.shape}")
     _check_signal(x, int(sample_rate), str(p))
     p.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(p), np.clip(x, -1.0, 1.0), int(sample_rate), format=fmt[0], subtype=fmt[1])
+    # a temporary name in the same folder, renamed into place: a failure never leaves a partial ``p``
+    tmp = p.with_name(f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        sf.write(str(tmp), np.clip(x, -1.0, 1.0), int(sample_rate), format=fmt[0], subtype=fmt[1])
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _ratio(in_sr: int, out_sr: int) -> tuple[int, int]:
