@@ -6,6 +6,11 @@ Byte format (big-endian)::
     body:             nonce (12) | ChaCha20-Poly1305(plaintext, aad=header[:6])      (flag SEALED)
                       nonce (12) | plaintext | CRC-32                                 (no key: not authenticated)
     plaintext:        dim u16 | bits u8 (=8) | lo f32 | step f32 | dim quantized bytes | extra len u8 | extra
+                  or  dim u16 | 0x81 | values on the fixed grid 1, packed bits | extra len u8 | extra
+
+Grid 1 (``data/embedding_grid.json``, made by ``models/make_embedding_grid.py``) quantizes the CSSS
+speaker embedding (186 values) with per-dimension ranges and bit widths and no per-payload parameters:
+127 bytes instead of 197, which shortens the frame, and so the time to lock, by a third.
 
 Bit frame (what a stego carrier transmits, repeated for the whole call)::
 
@@ -21,6 +26,8 @@ import binascii
 import os
 import struct
 from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
 
 import numpy as np
 from cryptography.exceptions import InvalidTag
@@ -38,6 +45,7 @@ KEY_LEN = 32
 MAX_DIM = 1024
 MAX_EXTRA = 64
 MAX_BODY = NONCE_LEN + 3 + 8 + MAX_DIM + 1 + MAX_EXTRA + TAG_LEN
+GRID_CODE = 0x81  # the "bits" byte of a payload on grid 1
 SYNC_BITS = 64
 SYNC = np.random.default_rng(0x5EC2E7).integers(0, 2, SYNC_BITS).astype(np.uint8)
 """The fixed sync word (public; it only marks where a frame starts)."""
@@ -45,6 +53,54 @@ SYNC = np.random.default_rng(0x5EC2E7).integers(0, 2, SYNC_BITS).astype(np.uint8
 
 class PayloadError(ValueError):
     """A payload that is malformed, forged, or sealed with another key."""
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A fixed per-dimension quantization grid: value ``lo + q * step`` with ``q`` in ``bits`` bits."""
+
+    lo: np.ndarray
+    step: np.ndarray
+    bits: np.ndarray
+
+    @property
+    def dim(self) -> int:
+        """How many values."""
+        return int(self.lo.size)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of one packed vector."""
+        return (int(self.bits.sum()) + 7) // 8
+
+    def encode(self, e: np.ndarray) -> bytes:
+        """Quantize (clipping to the grid) and pack MSB first."""
+        top = (1 << self.bits) - 1
+        q = np.clip(np.rint((np.asarray(e, np.float64) - self.lo) / self.step), 0, top).astype(np.int64)
+        out = np.concatenate([(int(v) >> np.arange(b - 1, -1, -1)) & 1 for v, b in zip(q, self.bits, strict=True)])
+        return np.packbits(out.astype(np.uint8)).tobytes()
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """Unpack :meth:`encode` output."""
+        if len(data) != self.nbytes:
+            raise PayloadError("grid payload has the wrong length")
+        bits = np.unpackbits(np.frombuffer(data, np.uint8)).astype(np.int64)
+        q = np.zeros(self.dim, np.int64)
+        pos = 0
+        for j, b in enumerate(self.bits):
+            q[j] = int((bits[pos : pos + b] << np.arange(b - 1, -1, -1)).sum())
+            pos += int(b)
+        return (self.lo + q * self.step).astype(np.float32)
+
+
+@cache
+def embedding_grid() -> Grid:
+    """Grid 1, shipped with the package."""
+    import json
+
+    spec = json.loads((Path(__file__).parent / "data" / "embedding_grid.json").read_text())
+    return Grid(np.asarray(spec["lo"], np.float64), np.asarray(spec["step"], np.float64),
+                np.asarray(spec["bits"], np.int64))
 
 
 @dataclass(frozen=True)
@@ -57,6 +113,7 @@ class SpeakerPayload:
 
     embedding: np.ndarray
     extra: bytes = b""
+    compact: bool = False  # quantize on grid 1 (needs its dimension) instead of 8 bits between min and max
 
     def __post_init__(self) -> None:
         if len(self.extra) > MAX_EXTRA:
@@ -66,10 +123,15 @@ class SpeakerPayload:
             raise PayloadError(f"embedding must have 1..{MAX_DIM} values, got {e.size}")
         if not np.all(np.isfinite(e)):
             raise PayloadError("embedding has NaN or infinite values")
+        if self.compact and e.size != embedding_grid().dim:
+            raise PayloadError(f"the compact format holds {embedding_grid().dim} values, got {e.size}")
         object.__setattr__(self, "embedding", e)
 
     def to_bytes(self) -> bytes:
-        """Quantize to 8 bits per value (uniform between min and max) and serialize."""
+        """Quantize (8 bits per value between min and max, or grid 1 when ``compact``) and serialize."""
+        tail = bytes([len(self.extra)]) + self.extra
+        if self.compact:
+            return struct.pack(">HB", self.embedding.size, GRID_CODE) + embedding_grid().encode(self.embedding) + tail
         e = self.embedding.astype(np.float64)
         lo, hi = float(e.min()), float(e.max())
         step = (hi - lo) / 255.0 if hi > lo else 1.0
@@ -79,6 +141,13 @@ class SpeakerPayload:
     @classmethod
     def from_bytes(cls, data: bytes) -> SpeakerPayload:
         """Parse :meth:`to_bytes` output; raise :class:`PayloadError` on anything else."""
+        if len(data) >= 3 and data[2] == GRID_CODE:
+            grid = embedding_grid()
+            dim = struct.unpack(">H", data[:2])[0]
+            end = 3 + grid.nbytes
+            if dim != grid.dim or len(data) < end + 1 or len(data) != end + 1 + data[end]:
+                raise PayloadError("compact payload length does not match its dimension and extra data")
+            return cls(grid.decode(bytes(data[3:end])), bytes(data[end + 1 :]), compact=True)
         if len(data) < 11:
             raise PayloadError("payload too short")
         dim, bits, lo, step = struct.unpack(">HBff", data[:11])

@@ -136,15 +136,16 @@ class CSSSReconSystem:
 
     Per trial utterance: the sender anonymizes it with the sealed identity (the utterance is its own
     enrollment, as ``csss anonymize`` does), the audio crosses real Opus at aiortc's settings, and the
-    receiver extracts the identity and reconstructs. A payload copy takes 7.9 s, longer than a corpus
-    utterance, so the utterance is played repeatedly, standing in for the earlier speech of a call,
-    and the output is the reconstruction of its last repetition (time-aligned, after the lock). A
-    trial whose payload does not lock yields the received pseudo-voice and is counted.
+    receiver extracts the identity and reconstructs. A payload copy takes 2.9 s, often longer than a
+    corpus utterance, and the receiver may start mid-copy, so the utterance is played repeatedly,
+    standing in for the earlier speech of a call, and the output is the reconstruction of its last
+    repetition (time-aligned, after the lock). A trial whose payload does not lock yields the received
+    pseudo-voice and is counted.
     """
 
     name = "csss-recon"
     seeded = True
-    MIN_SECONDS = 10.0  # of audio before the last repetition (one payload copy is 7.9 s)
+    MIN_SECONDS = 10.0  # of audio before the last repetition (one payload copy is 2.9 s; margin for noisy copies)
 
     def __init__(self) -> None:
         from csss_core.anonymizer import default_anonymizer

@@ -4,7 +4,7 @@ Sender: :func:`hide_identity` puts the real speaker's embedding, plus the pseudo
 index and the conversion strength (what the receiver needs to undo the conversion), in a sealed
 payload (:mod:`csss_core.payload`) and embeds its repeated bit frame for the whole length of the
 pseudo-voice audio. The carrier is the spread-spectrum baseline (:mod:`csss_core.stego_ss`) at
-500 bit/s until the paper's U-Net/GCN networks land.
+1000 bit/s (the paper's U-Net/GCN networks, :mod:`csss_core.stego_net`, lock more slowly).
 
 Receiver: :func:`extract_identity` locks onto the frame at any offset and opens it with the call key;
 :func:`reconstruct` regenerates the pseudo-speaker from its seed and draw and converts back.
@@ -20,11 +20,12 @@ import numpy as np
 from csss_core.anonymizer import Anonymizer, AnonymizeResult, offsets_for_seed
 from csss_core.audio import INTERNAL_SAMPLE_RATE
 from csss_core.converter import FrameMapper, convert
-from csss_core.payload import ReceiverState, SpeakerPayload, frame_bits, seal
+from csss_core.payload import ReceiverState, SpeakerPayload, embedding_grid, frame_bits, seal
 from csss_core.speaker import SpeakerEmbedding
 from csss_core.stego_ss import SSConfig, SSExtractor, embed
 
-HIDDEN_CHANNEL = SSConfig(bit_len=32, strength_db=-26.0)
+# 16 chips per bit at 16 kHz: 1000 bit/s; with the compact payload one frame lasts about 2.7 s
+HIDDEN_CHANNEL = SSConfig(bit_len=16, strength_db=-26.0)
 EXTRA = struct.Struct(">IBB")  # seed, draw index, beta x 100
 
 
@@ -36,7 +37,8 @@ def frame_seconds(result: AnonymizeResult, key: bytes | None) -> float:
 def identity_bits(source: np.ndarray, seed: int, draw_index: int, beta: float, key: bytes | None) -> np.ndarray:
     """The bit frame of the sealed identity: the real embedding plus what undoes the conversion."""
     extra = EXTRA.pack(seed & 0xFFFFFFFF, draw_index, int(round(beta * 100)))
-    return frame_bits(seal(SpeakerPayload(source, extra), key))
+    compact = np.asarray(source).size == embedding_grid().dim
+    return frame_bits(seal(SpeakerPayload(source, extra, compact=compact), key))
 
 
 def _bits(result: AnonymizeResult, key: bytes | None, beta: float = 1.0) -> np.ndarray:
