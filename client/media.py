@@ -58,6 +58,10 @@ class GapFiller:
 
     def push(self, pts: int | None, pcm: np.ndarray) -> list[np.ndarray]:
         """The chunks to play for a frame stamped ``pts``: fill-ins first, then the frame (or nothing)."""
+        return [c for c, _ in self.push_marked(pts, pcm)]
+
+    def push_marked(self, pts: int | None, pcm: np.ndarray) -> list[tuple[np.ndarray, bool]]:
+        """As :meth:`push`, each chunk with ``True`` when it is a fill-in (concealment), not received audio."""
         pcm = np.asarray(pcm, np.float32)
         if pts is None or self.expected is None:
             return self._take(pts, pcm, [])
@@ -80,12 +84,14 @@ class GapFiller:
         self.concealed += gap
         return self._take(pts, pcm, fills)
 
-    def _take(self, pts: int | None, pcm: np.ndarray, fills: list[np.ndarray], shift: int = 0) -> list[np.ndarray]:
+    def _take(self, pts: int | None, pcm: np.ndarray, fills: list[np.ndarray],
+              shift: int = 0) -> list[tuple[np.ndarray, bool]]:
         if pts is not None:
             self.expected = (int(pts) + shift + len(pcm)) % 2**32
         if len(pcm):
             self.last = pcm
-        return [*fills, pcm] if len(pcm) else fills
+        out = [(f, True) for f in fills]
+        return [*out, (pcm, False)] if len(pcm) else out
 
 
 def mono_to_frame(y: np.ndarray, pts: int) -> Any:

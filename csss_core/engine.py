@@ -361,6 +361,9 @@ class ReceiverEngine:
         self._conv_n = 0  # samples the converter has processed
         self._blocks = _Blocks()
         self.status = ReceiverStatus()
+        self._in48 = 0  # 48 kHz samples received so far
+        self._pos16 = 0  # 16 kHz samples handed to the blocks so far
+        self._erased: list[tuple[int, int]] = []  # 16 kHz spans that were concealed, not received
 
     def set_key(self, key: bytes) -> None:
         """The call key, once agreed; extraction starts then (the pseudo-voice passes through before)."""
@@ -400,7 +403,7 @@ class ReceiverEngine:
         buf = np.concatenate([self._delay, x16])
         passthrough, self._delay = buf[: len(x16)], buf[len(x16) :]
         if self._conv is None and self._extractor is not None:
-            st = self._extractor.push(x16)
+            st = self._extractor.push(self._without_erasures(x16))
             if st.opened is not None:
                 self._lock()
             elif st.failures:
@@ -416,12 +419,35 @@ class ReceiverEngine:
                 w = 0.5 - 0.5 * np.cos(np.pi * w)  # raised-cosine cross-fade
                 y = (1.0 - w) * passthrough + w * rec
             self._conv_n += len(x16)
+        self._pos16 += len(x16)
         self.status.compute_ms.append(1000 * (time.perf_counter() - t0))
         del self.status.compute_ms[:-500]
         return np.clip(y, -1.0, 1.0).astype(np.float32)
 
-    def process(self, x48: np.ndarray) -> np.ndarray:
-        """One chunk of received audio in, the same number of samples for the speaker out."""
+    def _without_erasures(self, x16: np.ndarray) -> np.ndarray:
+        """``x16`` with the concealed spans zeroed: the extractor reads them as erasures (soft bit 0), not
+        as the confidently wrong chips of repeated audio."""
+        start, end = self._pos16, self._pos16 + len(x16)
+        self._erased = [(a, b) for a, b in self._erased if b > start]
+        out = x16
+        for a, b in self._erased:
+            lo, hi = max(a, start), min(b, end)
+            if lo < hi:
+                if out is x16:
+                    out = x16.copy()
+                out[lo - start : hi - start] = 0.0
+        return out
+
+    def process(self, x48: np.ndarray, erased: bool = False) -> np.ndarray:
+        """One chunk of received audio in, the same number of samples for the speaker out.
+
+        ``erased``: the chunk is a concealment of lost packets (the call's gap filler), not received
+        audio; it is played, but the hidden-payload extractor treats it as missing.
+        """
+        if erased:
+            delay = round(self._blocks._down.latency_s * INTERNAL_SAMPLE_RATE)
+            self._erased.append(((self._in48 // 3) + delay, ((self._in48 + len(x48)) // 3) + delay))
+        self._in48 += len(x48)
         self.status.input_db = level_db(x48)
         y = self._blocks.run(x48, self._block)
         self.status.output_db = level_db(y)
@@ -436,7 +462,7 @@ class PassThroughEngine:
     def __init__(self) -> None:
         self.status = ReceiverStatus(reason="pass-through (no engine)")
 
-    def process(self, x48: np.ndarray) -> np.ndarray:
+    def process(self, x48: np.ndarray, erased: bool = False) -> np.ndarray:
         """Return the input."""
         self.status.input_db = self.status.output_db = level_db(x48)
         return np.asarray(x48, np.float32)

@@ -158,34 +158,19 @@ def test_identity_locks_within_goal_at_5_percent_loss(faulty_call):
     assert figs["ge2e_b_heard_after_lock"] is not None and figs["ge2e_b_heard_after_lock"] >= 0.70, figs
 
 
-def test_hidden_identity_survives_10_percent_loss(faulty_call):
-    res, figs = faulty_call(0.10)
-    rb = res["b"]
-    # The goal (lock within 10 s at 10 % loss) is NOT met reliably: measured 6.2, 6.2, 9.0, 11.2, 11.8, 14.8, 32.9 s
-    # (50 s call) and no lock within a 30 s call (payload found, "authentication failed"), as the receiver loses ~3x
-    # what the network loses (see test_receiver_loses_no_more_than_the_network). What must hold: the receiver finds the
-    # payload through the loss (the spread-spectrum sync survives and the timeline is kept), and a lock, when it
-    # comes, is authenticated.
-    print(f"\n10 % loss: B's lock on A (enrolled) after {rb['seconds_call_start_to_lock']} s; "
-          f"A's lock on B (live) after {res['a']['seconds_call_start_to_lock']} s; B: {rb['identity_reason']}")
-    assert rb["identity_reason"] != "no hidden payload found", rb["identity_reason"]
-    for r in (rb, res["a"]):
-        assert not r["identity_locked"] or r["identity_authenticated"], r["identity_reason"]
-
-
-@pytest.mark.xfail(strict=False, reason=(
-    "goal not met reliably: lock within 10 s at 10 % loss in 3 of 8 runs (6.2, 6.2, 9.0, 11.2, 11.8, 14.8, 32.9 s, "
-    "none in 30 s); an XPASS is luck until the receiver stops tripling the loss"))
-def test_identity_lock_goal_at_10_percent_loss(faulty_call):
+def test_identity_locks_within_goal_at_10_percent_loss(faulty_call):
     res, _ = faulty_call(0.10)
     rb = res["b"]
-    assert rb["identity_locked"] and rb["seconds_call_start_to_lock"] <= LOCK_GOAL_S
+    # Before the jitter-buffer fix in client/call.py the receiver lost ~3x what the network lost and this lock took
+    # 6.2-32.9 s (or never came in 30 s); after it: 5.9 s (benchmarks/call_faults.py, one run).
+    print(f"\n10 % loss: B's lock on A (enrolled) after {rb['seconds_call_start_to_lock']} s; "
+          f"A's lock on B (live) after {res['a']['seconds_call_start_to_lock']} s; B: {rb['identity_reason']}")
+    assert rb["identity_locked"] and rb["identity_authenticated"], rb["identity_reason"]
+    assert rb["seconds_call_start_to_lock"] <= LOCK_GOAL_S, rb["seconds_call_start_to_lock"]
+    ra = res["a"]
+    assert not ra["identity_locked"] or ra["identity_authenticated"], ra["identity_reason"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "client/call.py feeds aiortc 1.16's JitterBuffer: a lost packet stalls it until its 16 slots overflow, "
-    "then it evicts the `prefetch` good frames queued before the hole and keeps a ~15-frame backlog; so each "
-    "lost packet costs ~3 frames at --jitter-frames 2 and mouth-to-ear grows by ~250 ms after the first loss"))
 def test_receiver_loses_no_more_than_the_network(faulty_call):
     res, figs = faulty_call(0.10)
     net_loss = max(figs["net_loss_a_to_b"], figs["net_loss_b_to_a"])
@@ -194,7 +179,8 @@ def test_receiver_loses_no_more_than_the_network(faulty_call):
           f"A {figs['a_concealed_pct']} %; mouth-to-ear A>B {first} ms in 1-5 s, {last} ms in the last 10 s")
     assert figs["b_concealed_pct"] <= 100 * (1.5 * net_loss + 0.01)
     assert figs["a_concealed_pct"] <= 100 * (1.5 * net_loss + 0.01)
-    # measured with the engine: 147-155 ms on a 10 ms link, 164-205 ms with 10-40 ms of jitter, 413-430 ms with loss
+    # measured with the engine: 147-155 ms on a 10 ms link, 164-205 ms with 10-40 ms of jitter; with 10 % loss
+    # 413-430 ms before the jitter-buffer fix, 176-178 ms after it
     assert last is not None and last <= 250.0
 
 

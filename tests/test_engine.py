@@ -94,6 +94,27 @@ def test_a_payload_replayed_from_another_call_or_bit_flipped_is_rejected(call_au
     assert not replay.status.locked and "authentication failed" in replay.status.reason
 
 
+def test_lost_packets_filled_by_the_call_are_erasures_for_the_extractor(call_audio):
+    """10 % of 20 ms packets lost, filled in as the call does (GapFiller): the identity still locks."""
+    from client.media import GapFiller
+
+    x16, _, key, _, _, yc = call_audio
+    lost = np.random.default_rng(4).random(len(yc) // FR) < 0.10
+    g, rx = GapFiller(), ReceiverEngine(Anonymizer(asv_check=False), key)
+    out, filled_n = [], 0
+    for k in range(len(yc) // FR):
+        if lost[k]:
+            continue
+        for pcm, filled in g.push_marked(k * FR, yc[k * FR : (k + 1) * FR]):
+            out.append(rx.process(pcm, filled))
+            filled_n += len(pcm) if filled else 0
+    assert filled_n == g.concealed > 0.05 * len(yc)
+    assert sum(len(o) for o in out) == (len(yc) // FR - int(np.argmax(~lost))) * FR  # the timeline is kept
+    st = rx.status
+    assert st.locked and st.authenticated, rx.explain()
+    assert st.seconds_to_lock < len(x16) / 16000 - 3.0
+
+
 def test_sender_waits_for_the_key_before_sealing(tiny_corpus):
     x48 = resample(voice_clip(tiny_corpus, "flite_slt", repeat=1)[: 16000 * 6], 16000, 48000)
     s = SenderEngine(Anonymizer(asv_check=False), None, seed=3)
