@@ -84,3 +84,14 @@ def test_pesq_and_stoi_rank_degradation():
 def test_aligned():
     assert metrics.aligned(np.zeros(1000), np.zeros(1005))
     assert not metrics.aligned(np.zeros(1000), np.zeros(1200))
+
+
+def test_quality_models_take_audio_that_overshoots_full_scale():
+    """A system's output may exceed [-1, 1] (speechmos refuses it); it is scored as a sound card would play it."""
+    from csss_core.evaluation.quality import dnsmos, plcmos
+
+    t = np.arange(3 * 16000) / 16000
+    loud = (1.4 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
+    clipped = np.clip(loud, -1, 1)
+    assert plcmos(loud) == plcmos(clipped)
+    assert dnsmos(loud)["ovrl"] == dnsmos(clipped)["ovrl"]

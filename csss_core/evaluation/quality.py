@@ -41,11 +41,17 @@ def get_asr() -> WhisperASR:
     return WhisperASR()
 
 
+def _in_range(wav: np.ndarray) -> np.ndarray:
+    """float32 clipped to [-1, 1]: speechmos refuses anything beyond (a system's output can overshoot, as a
+    real sound card would clip it)."""
+    return np.clip(np.asarray(wav, np.float32), -1.0, 1.0)
+
+
 def dnsmos(wav: np.ndarray) -> dict[str, float]:
     """DNSMOS P.835 (SIG, BAK, OVRL) and P.808 MOS of 16 kHz speech."""
     from speechmos import dnsmos as _d
 
-    r = _d.run(np.asarray(wav, np.float32), sr=INTERNAL_SAMPLE_RATE)
+    r = _d.run(_in_range(wav), sr=INTERNAL_SAMPLE_RATE)
     return {"sig": float(r["sig_mos"]), "bak": float(r["bak_mos"]), "ovrl": float(r["ovrl_mos"]),
             "p808": float(r["p808_mos"])}
 
@@ -54,5 +60,5 @@ def plcmos(wav: np.ndarray) -> float:
     """PLCMOS v2 of 16 kHz speech (packet-loss concealment quality, 1..5)."""
     from speechmos import plcmos as _p
 
-    r = _p.run(np.asarray(wav, np.float32), sr=INTERNAL_SAMPLE_RATE)
+    r = _p.run(_in_range(wav), sr=INTERNAL_SAMPLE_RATE)
     return float(r["plcmos"])
