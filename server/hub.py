@@ -77,21 +77,17 @@ class Hub(Protocol):
         ...
 
 
-def _join_event(joiner: Party, member_role: str) -> tuple[str, str | None] | None:
-    """What a member of ``member_role`` is told when ``joiner`` arrives: (text, event) or None."""
-    if joiner.role == PARTY:
-        return PeerJoined(id=joiner.id).model_dump_json(), ("joined" if member_role == PARTY else None)
-    if member_role == PARTY:
-        return ListenerJoined(id=joiner.id).model_dump_json(), None
-    return None
+def _event(who: Party, member_role: str, joined: bool) -> tuple[str, str | None] | None:
+    """What a member of ``member_role`` is told when ``who`` arrives (``joined``) or goes: (text, event) or None.
 
-
-def _leave_event(leaver: Party, member_role: str) -> tuple[str, str | None] | None:
-    """What a member of ``member_role`` is told when ``leaver`` goes."""
-    if leaver.role == PARTY:
-        return PeerLeft(id=leaver.id).model_dump_json(), ("left" if member_role == PARTY else None)
+    A party's coming and going reaches everyone; a listener's only the parties. ``event`` ("joined"/"left")
+    is set when a party learns about the other party (its alone-in-room clock depends on it).
+    """
+    if who.role == PARTY:
+        msg = PeerJoined(id=who.id) if joined else PeerLeft(id=who.id)
+        return msg.model_dump_json(), (("joined" if joined else "left") if member_role == PARTY else None)
     if member_role == PARTY:
-        return ListenerLeft(id=leaver.id).model_dump_json(), None
+        return (ListenerJoined(id=who.id) if joined else ListenerLeft(id=who.id)).model_dump_json(), None
     return None
 
 
@@ -133,7 +129,7 @@ class LocalHub:
             others = list(members)
             members.append(party)
         for o in others:
-            ev = _join_event(party, o.role)
+            ev = _event(party, o.role, joined=True)
             if ev is not None:
                 await _safe_deliver(o, *ev)
         return [(o.id, o.role) for o in others]
@@ -148,7 +144,7 @@ class LocalHub:
                 self.rooms.pop(room, None)
             others = list(members)
         for o in others:
-            ev = _leave_event(party, o.role)
+            ev = _event(party, o.role, joined=False)
             if ev is not None:
                 await _safe_deliver(o, *ev)
 
@@ -302,7 +298,7 @@ class RedisHub:
         members = await self._members(room)
         others = [(pid, role) for pid, (_, role) in members.items() if pid != party.id]
         for pid, (inst, role) in members.items():
-            ev = _join_event(party, role) if pid != party.id else None
+            ev = _event(party, role, joined=True) if pid != party.id else None
             if ev is not None:
                 await self._publish(inst, pid, *ev)
         return others
@@ -319,7 +315,7 @@ class RedisHub:
             await self._redis.hdel(self._room_key(room), party.id)
             await self._redis.delete(self._alive_prefix() + party.id)
             for pid, (inst, role) in (await self._members(room)).items():
-                ev = _leave_event(party, role)
+                ev = _event(party, role, joined=False)
                 if ev is not None:
                     await self._publish(inst, pid, *ev)
         except Exception as exc:  # noqa: BLE001 (the member's TTL frees the slot if Redis is away now)
