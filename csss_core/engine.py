@@ -32,11 +32,18 @@ import numpy as np
 from csss_core.anonymizer import Anonymizer, offsets_for_seed
 from csss_core.audio import INTERNAL_SAMPLE_RATE, AudioChunk
 from csss_core.converter import FrameMapper
-from csss_core.sealed_voice import HIDDEN_CHANNEL, Extracted, extracted_from_state, identity_bits, reconstruction_mapper
+from csss_core.sealed_voice import (
+    HIDDEN_CHANNEL,
+    Extracted,
+    extracted_from_state,
+    identity_bits,
+    reconstruction_mapper,
+    unembed_stage,
+)
 from csss_core.speaker import MODEL_DIR, SpeakerEmbedding, SpeakerEstimator
 from csss_core.stage import StreamingResampler
-from csss_core.stego_ss import SSEmbedStage, SSExtractor
-from csss_core.vocoder import HOP, LOOKAHEAD, VocoderStage
+from csss_core.stego_ss import SSEmbedStage, SSExtractor, SSUnembedStage
+from csss_core.vocoder import HOP, LOOKAHEAD, RECEIVER_VOICING, SENDER_VOICING, VocoderStage
 
 CALL_RATE = 48_000
 BLOCK = 320  # 20 ms at 16 kHz: a multiple of the vocoder hop and of the hidden channel's bit length
@@ -345,19 +352,27 @@ class ReceiverEngine:
     Before lock the pseudo-voice passes through; at lock the reconstruction is cross-faded in over
     ``crossfade_s`` after the converter has warmed up. Both paths have the converter's delay, so
     the switch does not jump in time.
+
+    ``matched``: the receiver's analysis is matched to the sender's vocoder (:data:`RECEIVER_VOICING`
+    and the de-blurring lifter); False analyzes the pseudo-voice like natural speech (for comparison).
     """
 
     WARMUP = 3 * LOOKAHEAD  # samples the converter runs before its output is used
 
     def __init__(self, anonymizer: Anonymizer, key: bytes | None, crossfade_s: float = 0.2,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", matched: bool = True) -> None:
         self.anon = anonymizer
+        self.matched = matched
         self.key = key
         self.device = device
         self._xfade = max(1, int(crossfade_s * INTERNAL_SAMPLE_RATE))
         self._extractor: SSExtractor | None = SSExtractor(key, HIDDEN_CHANNEL) if key is not None else None
-        self._delay = np.zeros(LOOKAHEAD, np.float32)
+        # the reconstruction path also waits one hidden-channel bit (the unembedding stage's delay)
+        self._delay = np.zeros(LOOKAHEAD + HIDDEN_CHANNEL.bit_len, np.float32)
         self._conv: VocoderStage | None = None
+        self._unembed: SSUnembedStage | None = None
+        self._conv_delay = np.zeros(HIDDEN_CHANNEL.bit_len, np.float32)  # used when there is no unembedding
+        self._ext_base = 0  # 16 kHz sample at which the extractor started
         self._conv_n = 0  # samples the converter has processed
         self._blocks = _Blocks()
         self.status = ReceiverStatus()
@@ -369,11 +384,13 @@ class ReceiverEngine:
         """The call key, once agreed; extraction starts then (the pseudo-voice passes through before)."""
         self.key = key
         self._extractor = SSExtractor(key, HIDDEN_CHANNEL)
+        self._ext_base = self._pos16
 
     @property
     def latency_s(self) -> float:
-        """Algorithmic delay: resamplers and the converter's look-ahead (also on the pass-through path)."""
-        return self._blocks.latency_s + LOOKAHEAD / INTERNAL_SAMPLE_RATE
+        """Algorithmic delay: resamplers, the converter's look-ahead and one hidden-channel bit (the
+        unembedding); the pass-through path is delayed to match."""
+        return self._blocks.latency_s + (LOOKAHEAD + HIDDEN_CHANNEL.bit_len) / INTERNAL_SAMPLE_RATE
 
     def explain(self) -> str:
         """Why there is no lock (yet), in words: no payload seen, incomplete, or refused and why."""
@@ -385,15 +402,17 @@ class ReceiverEngine:
 
     def _lock(self) -> None:
         assert self._extractor is not None
-        ext = extracted_from_state(self._extractor.receiver.state, self._extractor.seconds_to_lock)
+        ex = self._extractor
+        ext = extracted_from_state(ex.receiver.state, ex.seconds_to_lock, ex.frame_origin, ex.receiver.polarity)
         self.status.extracted = ext
         self.status.reason = ext.reason
         try:
-            mapper = reconstruction_mapper(ext, self.anon)
+            mapper = reconstruction_mapper(ext, self.anon, matched=self.matched)
         except ValueError as exc:
             self.status.reason = str(exc)
             return
-        self._conv = VocoderStage(mapper, self.device)
+        self._conv = VocoderStage(mapper, self.device, voicing=RECEIVER_VOICING if self.matched else SENDER_VOICING)
+        self._unembed = unembed_stage(ext, self._ext_base) if self.matched else None
         self.status.locked = True
         self.status.authenticated = ext.authenticated
         self.status.seconds_to_lock = ext.seconds_to_lock
@@ -410,7 +429,12 @@ class ReceiverEngine:
                 self.status.reason = st.failures[-1]
         y = passthrough
         if self._conv is not None:
-            rec = self._conv.process(AudioChunk(x16, INTERNAL_SAMPLE_RATE)).samples
+            if self._unembed is not None:
+                xin = self._unembed.process(x16, self._pos16)
+            else:
+                cbuf = np.concatenate([self._conv_delay, x16])
+                xin, self._conv_delay = cbuf[: len(x16)], cbuf[len(x16) :]
+            rec = self._conv.process(AudioChunk(xin, INTERNAL_SAMPLE_RATE)).samples
             if self._conv_n >= self.WARMUP + self._xfade:
                 y = rec  # the cross-fade is over
             else:

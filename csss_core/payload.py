@@ -234,10 +234,12 @@ def parse_header(data: bytes) -> Header:
 
 @dataclass(frozen=True)
 class Opened:
-    """An accepted payload and whether a key authenticated it."""
+    """An accepted payload, whether a key authenticated it, and the sealed bytes it was opened from
+    (:func:`frame_bits` of them is the exact bit frame the sender embedded)."""
 
     payload: SpeakerPayload
     authenticated: bool
+    data: bytes = b""
 
 
 def open_sealed(data: bytes, key: bytes | None) -> Opened:
@@ -262,13 +264,13 @@ def open_sealed(data: bytes, key: bytes | None) -> Opened:
             plain = ChaCha20Poly1305(key).decrypt(nonce, rest, data[:6])
         except InvalidTag as exc:
             raise PayloadError("authentication failed (wrong key or forged payload)") from exc
-        return Opened(SpeakerPayload.from_bytes(plain), True)
+        return Opened(SpeakerPayload.from_bytes(plain), True, bytes(data))
     if key is not None:
         raise PayloadError("payload is not sealed but a key is expected")
     plain, crc = rest[:-4], rest[-4:]
     if struct.unpack(">I", crc)[0] != binascii.crc32(plain):
         raise PayloadError("payload checksum mismatch")
-    return Opened(SpeakerPayload.from_bytes(plain), False)
+    return Opened(SpeakerPayload.from_bytes(plain), False, bytes(data))
 
 
 def _bits(data: bytes) -> np.ndarray:
@@ -360,6 +362,19 @@ class PayloadReceiver:
             self._polarity = -self._polarity
             self._buf = -self._buf
         return p
+
+    @property
+    def polarity(self) -> float:
+        """+1, or -1 when the channel inverted the soft bits."""
+        return self._polarity
+
+    @property
+    def bits_since_lock(self) -> int:
+        """Soft bits pushed after the end of the last frame copy the opened payload was decoded from
+        (so a new frame copy starts that many bits before the next one pushed); 0 before a lock."""
+        if self.state.bits_to_lock is None:
+            return 0
+        return self._consumed - self.state.bits_to_lock
 
     def _header_at(self, p: int) -> Header | None:
         seg = self._buf[p + SYNC_BITS : p + SYNC_BITS + HEADER_CODED]

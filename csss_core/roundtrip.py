@@ -67,12 +67,13 @@ def estimate_delay(reference: np.ndarray, delayed: np.ndarray, max_lag: int) -> 
 
 
 def roundtrip(x: np.ndarray, key: bytes, seed: int, bitrate: int = 96_000, loss: float = 0.0,
-              enroll: bool = True, anonymizer: Anonymizer | None = None) -> RoundTrip:
+              enroll: bool = True, anonymizer: Anonymizer | None = None, matched: bool = True) -> RoundTrip:
     """Run 16 kHz speech ``x`` through the call's sender, the Opus channel and the receiver.
 
     ``enroll``: the file is its own enrollment (identity and ASV-checked pseudo-voice ready from the
     start, as ``csss anonymize`` does); otherwise the sender learns the voice as it goes, as in a call
-    without ``--enroll`` (pseudo-voice chosen by embedding distance, no ASV check).
+    without ``--enroll`` (pseudo-voice chosen by embedding distance, no ASV check). ``matched``: see
+    :class:`ReceiverEngine`.
     """
     if len(x) < INTERNAL_SAMPLE_RATE:
         raise AudioError("need at least 1 s of speech for a round trip")
@@ -81,7 +82,7 @@ def roundtrip(x: np.ndarray, key: bytes, seed: int, bitrate: int = 96_000, loss:
     sender = SenderEngine(anon, key, seed, enroll=x if enroll else None)
     y48 = _run(sender, x48)
     c48 = opus_roundtrip(y48, CALL_RATE, bitrate, loss=loss, seed=seed)
-    receiver = ReceiverEngine(Anonymizer(asv_check=False, codebook=anon.cb, gan=anon.gan), key)
+    receiver = ReceiverEngine(Anonymizer(asv_check=False, codebook=anon.cb, gan=anon.gan), key, matched=matched)
     z48 = _run(receiver, c48)
     y, c, z = (resample(s, CALL_RATE, INTERNAL_SAMPLE_RATE)[: len(x)] for s in (y48, c48, z48))
     d = estimate_delay(x, z if receiver.status.locked else c, max_lag=int(0.3 * INTERNAL_SAMPLE_RATE))

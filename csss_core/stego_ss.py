@@ -82,6 +82,76 @@ def embed(x: np.ndarray, bits: np.ndarray, cfg: SSConfig = SSConfig()) -> np.nda
     return SSEmbedStage(bits, cfg).process(AudioChunk(xp, INTERNAL_SAMPLE_RATE)).samples[: len(x)]
 
 
+class SSUnembedStage:
+    """The receiver's inverse of :class:`SSEmbedStage` once the payload is known.
+
+    With the bit frame (``frame_bits`` of the opened payload), the sample where a copy of it starts
+    (``origin``, from :attr:`SSExtractor.frame_origin`) and the channel's polarity, every block's
+    carrier term is known: the added ``amp * sign * p`` is subtracted and the host's projection on
+    ``p``, scaled by ``1 - lam`` at the sender, is scaled back (so ``lam`` must be below 1). ``amp``
+    follows the host block's level, estimated from the received block and refined once. Through a
+    transparent channel this returns the host exactly (up to float rounding).
+
+    Streaming: arbitrary chunk lengths in, the same number out, delayed by exactly ``bit_len`` samples
+    (a block is processed once it is complete). Samples before the first block boundary pass unchanged.
+    """
+
+    def __init__(self, bits: np.ndarray, origin: int, cfg: SSConfig, polarity: float = 1.0) -> None:
+        if not 0.0 <= cfg.lam < 1.0:
+            raise ValueError("a carrier embedded with lam >= 1 removed the host's projection: it cannot be undone")
+        if len(bits) == 0:
+            raise ValueError("no bits")
+        self.cfg = cfg
+        self.origin = int(origin)
+        self._sign = polarity * (2.0 * np.asarray(bits, np.float64) - 1.0)
+        self._p = carrier(cfg)
+        self._pp = float(self._p @ self._p)
+        self._hold = np.zeros(0)
+        self._next: int | None = None  # absolute index of the first held sample
+        self._out = np.zeros(cfg.bit_len)
+        self.restore = 1.0 / (1.0 - cfg.lam)  # gain that brings the host's projection back
+
+    latency_samples = property(lambda self: self.cfg.bit_len)
+
+    def _unembed(self, blocks: np.ndarray, first_block: int) -> np.ndarray:
+        n, c = self.cfg.bit_len, self.cfg
+        k = (first_block + np.arange(len(blocks))) % len(self._sign)
+        s = self._sign[k]
+        cy = blocks @ self._p / self._pp
+        x = blocks
+        for _ in range(2):  # amp from the received level, then from the recovered host's level
+            rms = np.sqrt(np.mean(x**2, axis=1))
+            amp = np.maximum(rms * 10 ** (c.strength_db / 20), 10 ** (c.floor_dbfs / 20))
+            proj = (cy - amp * s) * self.restore
+            x = blocks + (proj - cy)[:, None] * self._p[None, :]
+        assert x.shape[1] == n
+        return x
+
+    def process(self, x: np.ndarray, start: int) -> np.ndarray:
+        """Chunk ``x`` whose first sample has absolute index ``start``; returns ``len(x)`` samples."""
+        n = self.cfg.bit_len
+        x = np.asarray(x, np.float64)
+        n_in = len(x)
+        if self._next is None:
+            first = self.origin + -(-(start - self.origin) // n) * n  # first block boundary >= start
+            head = min(len(x), first - start)
+            self._out = np.concatenate([self._out, x[:head]])
+            x, start = x[head:], start + head
+            self._next = start
+        if start != self._next + len(self._hold):
+            raise ValueError("SSUnembedStage needs contiguous chunks")
+        buf = np.concatenate([self._hold, x])
+        m = len(buf) // n
+        if m:
+            first_block = (self._next - self.origin) // n
+            done = self._unembed(buf[: m * n].reshape(m, n), first_block).ravel()
+            self._out = np.concatenate([self._out, done])
+        self._hold = buf[m * n :]
+        self._next += m * n
+        out, self._out = self._out[:n_in], self._out[n_in:]
+        return out.astype(np.float32)
+
+
 class SSExtractor:
     """Streaming extractor: correlates at several bit phases at once, each feeding its own
     :class:`PayloadReceiver`; the first phase whose payload opens wins. No separate acquisition
@@ -115,6 +185,7 @@ class SSExtractor:
         self._seen = 0
         self._winner: int | None = None
         self.seconds_to_lock: float | None = None
+        self.frame_origin: int | None = None  # a sample (from the first pushed) where a frame copy starts
 
     @property
     def receiver(self) -> PayloadReceiver:
@@ -166,6 +237,7 @@ class SSExtractor:
             if state.opened is not None:
                 self._winner = i
                 self.seconds_to_lock = self._next[i] / INTERNAL_SAMPLE_RATE
+                self.frame_origin = self._next[i] - self.receivers[i].bits_since_lock * self.cfg.bit_len
                 break
         drop = min(self._next) - self._buf_start
         if drop > 0:

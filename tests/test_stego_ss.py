@@ -6,7 +6,7 @@ from csss_core.channel import opus_roundtrip
 from csss_core.evaluation.metrics import snr_db
 from csss_core.payload import SpeakerPayload, frame_bits, new_key, seal
 from csss_core.stage import streaming_offline_difference
-from csss_core.stego_ss import SSConfig, SSEmbedStage, SSExtractor, embed
+from csss_core.stego_ss import SSConfig, SSEmbedStage, SSExtractor, SSUnembedStage, embed
 
 from .conftest import speech
 
@@ -73,3 +73,35 @@ def test_ss_streaming_equals_offline(tiny_corpus):
     st = SSEmbedStage(bits)
     out = st.process(AudioChunk(x[:320], 16000))
     assert len(out) == 320 and st.latency_s == 0.0
+
+
+@pytest.mark.parametrize("offset", [0, 1234, 50_001])
+def test_unembedding_returns_the_host_exactly_from_the_extractors_lock(tiny_corpus, offset):
+    from csss_core.sealed_voice import HIDDEN_CHANNEL
+
+    cfg = HIDDEN_CHANNEL
+    x = _long_speech(tiny_corpus, 16)
+    key = new_key()
+    bits = frame_bits(seal(SpeakerPayload(np.random.default_rng(2).normal(size=64).astype(np.float32)), key))
+    y = embed(x, bits, cfg)[offset:]
+    host = x[offset:]
+    ex, state = _extract(y, key, cfg)
+    assert state.opened is not None and ex.frame_origin is not None
+    assert (ex.frame_origin + offset) % (len(bits) * cfg.bit_len) == 0  # where the sender's copies start
+    again = frame_bits(state.opened.data)
+    assert np.array_equal(again, bits)
+    outs = {}
+    for chunk in (320, 77, 1600):
+        st = SSUnembedStage(again, ex.frame_origin, cfg, ex.receiver.polarity)
+        out = np.concatenate([st.process(y[i : i + chunk], i) for i in range(0, len(y), chunk)])
+        assert len(out) == len(y)
+        outs[chunk] = out[st.latency_samples :]
+    n = len(outs[320])
+    assert snr_db(host[:n], y[:n]) < 25.0  # the carrier is there before
+    assert snr_db(host[:n], outs[320]) > 60.0  # and gone after: the host comes back exactly
+    assert np.max(np.abs(outs[320] - outs[77])) < 1e-6 and np.max(np.abs(outs[320] - outs[1600])) < 1e-6
+
+
+def test_unembedding_needs_a_partial_projection_removal():
+    with pytest.raises(ValueError, match="cannot be undone"):
+        SSUnembedStage(np.ones(8, np.uint8), 0, SSConfig(lam=1.0))
