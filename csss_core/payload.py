@@ -339,6 +339,8 @@ class PayloadReceiver:
         self._anchor: int | None = None  # buffer index of a frame start
         self._flen: int | None = None
         self._tried_copies = 0
+        self._tried_cyclic = 0
+        self._scan = 0  # buffer index from which sync has not been ruled out
         self._polarity = 1.0
         self._sync_score = 0.0
 
@@ -409,36 +411,54 @@ class PayloadReceiver:
         return self.state
 
     def _search(self) -> None:
-        start = 0
         while True:
-            p = self._find_sync(start)
+            p = self._find_sync(self._scan)
             if p is None:
-                # keep only what could still hold the start of a sync word
-                keep = SYNC_BITS + HEADER_CODED
-                if len(self._buf) > keep:
-                    self._buf = self._buf[-keep:]
+                self._scan = max(self._scan, len(self._buf) - SYNC_BITS + 1)
+                # keep what may still be needed: the start of a sync word, and one frame's worth of
+                # history (the tail of the copy before the first sync found is combined too)
+                drop = len(self._buf) - frame_len(MAX_BODY)
+                if drop > 0:
+                    self._buf = self._buf[drop:]
+                    self._scan = max(0, self._scan - drop)
                 return
             if p + SYNC_BITS + HEADER_CODED > len(self._buf):
-                self._buf = self._buf[p:]
+                self._scan = p  # wait for the header
                 return
             h = self._header_at(p)
             if h is None:
-                start = p + 1
+                self._scan = p + 1
                 continue
-            self._buf = self._buf[p:]
-            self._anchor = 0
+            self._anchor = p
             self._flen = frame_len(h.body_len)
             self.state.found = True
             return
 
     def _try_open(self) -> None:
-        assert self._flen is not None
-        flen = self._flen
-        copies = len(self._buf) // flen
+        """Decode when more is known: first cyclically (the frame repeats, so the tail of the copy before
+        the sync plus the copy after it is one whole frame: a lock after one frame's length of bits from
+        any offset), then from whole copies after the sync (in case the bits before it belong to an
+        earlier, different payload)."""
+        assert self._flen is not None and self._anchor is not None
+        flen, a, n = self._flen, self._anchor, len(self._buf)
+        start = max(0, a - (flen - 1))
+        units = (n - start) // flen
+        if units > self._tried_cyclic and start < a:
+            self._tried_cyclic = units
+            acc = np.zeros(flen)
+            np.add.at(acc, (np.arange(start, n) - a) % flen, self._buf[start:n])
+            if self._decode(acc, units):
+                return
+        copies = (n - a) // flen
         if copies == 0 or copies == self._tried_copies:
             return
         self._tried_copies = copies
-        acc = self._buf[: copies * flen].reshape(copies, flen).sum(axis=0)
+        acc = self._buf[a : a + copies * flen].reshape(copies, flen).sum(axis=0)
+        if not self._decode(acc, copies) and copies >= 8:
+            self._restart()  # persistent failure: maybe a false lock, look again
+
+    def _decode(self, acc: np.ndarray, copies: int) -> bool:
+        assert self._flen is not None and self._anchor is not None
         self.state.copies = copies
         h_bits, _ = viterbi_decode(deinterleave(acc[SYNC_BITS : SYNC_BITS + HEADER_CODED]), 8 * HEADER_LEN)
         head = _bytes(h_bits)
@@ -446,32 +466,33 @@ class PayloadReceiver:
             h = parse_header(head)
         except PayloadError as exc:
             self._note(str(exc))
-            return
+            return False
         body_soft = acc[SYNC_BITS + HEADER_CODED :]
         if len(body_soft) != coded_len(h.body_len):
             self._note("frame length changed")
             self._restart()
-            return
+            return False
         b_bits, _ = viterbi_decode(deinterleave(body_soft), 8 * h.body_len)
         try:
             opened = open_sealed(head + _bytes(b_bits), self.key)
         except PayloadError as exc:
             self._note(str(exc))
-            if copies >= 8:
-                self._restart()  # persistent failure: maybe a false lock, look again
-            return
+            return False
         self.state.opened = opened
         self.state.authenticated = opened.authenticated
-        # bits consumed up to the end of the last combined copy
-        self.state.bits_to_lock = self._consumed - (len(self._buf) - copies * flen)
+        # bits consumed up to the most recent frame start (a copy begins there)
+        self.state.bits_to_lock = self._consumed - (len(self._buf) - self._anchor) % self._flen
+        return True
 
     def _note(self, reason: str) -> None:
         if reason not in self.state.failures:
             self.state.failures.append(reason)
 
     def _restart(self) -> None:
-        self._buf = self._buf[1:]
+        assert self._anchor is not None
+        self._scan = self._anchor + 1
         self._anchor = None
         self._flen = None
         self._tried_copies = 0
+        self._tried_cyclic = 0
         self._search()
