@@ -245,7 +245,8 @@ class SenderEngine:
         self._voc.keep_frames = False
         self._voc.frames_seen = []
         self._voc.transform = self._mapper()
-        bits = identity_bits(self.source.to_vector(), self.seed, self.draw_index, self.anon.beta, self.key)
+        start_bit = -(-self._n16 // HIDDEN_CHANNEL.bit_len)  # the first whole bit block from here
+        bits = identity_bits(self.source.to_vector(), self.seed, self.draw_index, self.anon.beta, self.key, start_bit)
         self._embed = SSEmbedStage(bits, HIDDEN_CHANNEL)
         self.status.identity_frozen = True
         self.status.embedding_since_s = self._n16 / INTERNAL_SAMPLE_RATE

@@ -27,6 +27,11 @@ class SSConfig:
     strength_db: float = -28.0  # carrier RMS relative to the host block's RMS
     floor_dbfs: float = -55.0  # carrier level in silence
     lam: float = 1.0  # fraction of the host's projection removed (ISS)
+    # acquisition preamble: the first ``acquire_copies`` copies of the frame from the start of the stream
+    # use ``acquire_lam`` (1: the host's projection fully removed, the fastest lock; the receiver cannot
+    # restore it there); afterwards ``lam``, which the receiver can undo
+    acquire_copies: int = 0
+    acquire_lam: float = 1.0
     seed: int = 0x55
 
 
@@ -64,12 +69,13 @@ class SSEmbedStage:
         if chunk.sample_rate != INTERNAL_SAMPLE_RATE or len(chunk) % n:
             raise ValueError(f"SS embedding takes 16 kHz chunks of a multiple of {n} samples")
         x = chunk.samples.astype(np.float64).reshape(-1, n)
-        idx = (self._k + np.arange(len(x))) % len(self.bits)
-        sign = 2.0 * self.bits[idx] - 1.0
+        k = self._k + np.arange(len(x))
+        sign = 2.0 * self.bits[k % len(self.bits)] - 1.0
         rms = np.sqrt(np.mean(x**2, axis=1))
         amp = np.maximum(rms * 10 ** (self.cfg.strength_db / 20), 10 ** (self.cfg.floor_dbfs / 20))
         proj = (x @ self._p) / self._pp
-        y = x + ((amp * sign) - self.cfg.lam * proj)[:, None] * self._p[None, :]
+        lam = np.where(k < self.cfg.acquire_copies * len(self.bits), self.cfg.acquire_lam, self.cfg.lam)
+        y = x + ((amp * sign) - lam * proj)[:, None] * self._p[None, :]
         self._k += len(x)
         return AudioChunk(y.ravel().astype(np.float32), chunk.sample_rate, chunk.timestamp)
 
@@ -90,13 +96,17 @@ class SSUnembedStage:
     carrier term is known: the added ``amp * sign * p`` is subtracted and the host's projection on
     ``p``, scaled by ``1 - lam`` at the sender, is scaled back (so ``lam`` must be below 1). ``amp``
     follows the host block's level, estimated from the received block and refined once. Through a
-    transparent channel this returns the host exactly (up to float rounding).
+    transparent channel this returns the host exactly (up to float rounding). In the acquisition
+    preamble (``cfg.acquire_copies``) with ``acquire_lam`` 1 only the added carrier is subtracted.
+    ``payload_start``: where the embedding of these bits began on the caller's timeline; by default the
+    first frame start at or after 0 (right for a whole file).
 
     Streaming: arbitrary chunk lengths in, the same number out, delayed by exactly ``bit_len`` samples
     (a block is processed once it is complete). Samples before the first block boundary pass unchanged.
     """
 
-    def __init__(self, bits: np.ndarray, origin: int, cfg: SSConfig, polarity: float = 1.0) -> None:
+    def __init__(self, bits: np.ndarray, origin: int, cfg: SSConfig, polarity: float = 1.0,
+                 payload_start: int | None = None) -> None:
         if not 0.0 <= cfg.lam < 1.0:
             raise ValueError("a carrier embedded with lam >= 1 removed the host's projection: it cannot be undone")
         if len(bits) == 0:
@@ -110,6 +120,9 @@ class SSUnembedStage:
         self._next: int | None = None  # absolute index of the first held sample
         self._out = np.zeros(cfg.bit_len)
         self.restore = 1.0 / (1.0 - cfg.lam)  # gain that brings the host's projection back
+        self.restore_acquire = 1.0 / (1.0 - cfg.acquire_lam) if cfg.acquire_lam < 1.0 else 1.0
+        frame = len(bits) * cfg.bit_len
+        self.payload_start = self.origin % frame if payload_start is None else int(payload_start)
 
     latency_samples = property(lambda self: self.cfg.bit_len)
 
@@ -118,11 +131,15 @@ class SSUnembedStage:
         k = (first_block + np.arange(len(blocks))) % len(self._sign)
         s = self._sign[k]
         cy = blocks @ self._p / self._pp
+        start = self.origin + first_block * n + np.arange(len(blocks)) * n  # sample of each block
+        kb = (start - self.payload_start) // n
+        acquiring = (kb >= 0) & (kb < c.acquire_copies * len(self._sign))
+        restore = np.where(acquiring, self.restore_acquire, self.restore)
         x = blocks
         for _ in range(2):  # amp from the received level, then from the recovered host's level
             rms = np.sqrt(np.mean(x**2, axis=1))
             amp = np.maximum(rms * 10 ** (c.strength_db / 20), 10 ** (c.floor_dbfs / 20))
-            proj = (cy - amp * s) * self.restore
+            proj = (cy - amp * s) * restore
             x = blocks + (proj - cy)[:, None] * self._p[None, :]
         assert x.shape[1] == n
         return x

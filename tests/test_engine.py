@@ -46,6 +46,12 @@ def test_receiver_passes_the_pseudo_voice_then_switches_to_the_real_one(call_aud
     st = rx.status
     assert st.locked and st.authenticated, st.reason
     assert st.seconds_to_lock is not None and st.seconds_to_lock < len(x16) / 16000
+    # the identity was learned live, so its payload began mid-stream; the receiver placed the start (and
+    # with it the acquisition preamble) from the payload's start field: at that point plus the resamplers'
+    # delay, not at a frame boundary of its own timeline
+    since = int(sender.status.embedding_since_s * 16000)
+    assert since > 16000 and rx._unembed is not None
+    assert since <= rx._unembed.payload_start <= since + 800
     # before the lock the output is exactly the pass-through path (a receiver that has no key)
     plain = _run(ReceiverEngine(Anonymizer(asv_check=False), None), yc)
     lock = int(st.seconds_to_lock * 48000)

@@ -205,3 +205,24 @@ def test_compact_payload_on_the_shipped_grid():
     for bad in (good[:-1], good + b"x", good[:3], good[:2] + bytes([GRID_CODE])):
         with pytest.raises(PayloadError):
             SpeakerPayload.from_bytes(bad)
+
+
+@pytest.mark.parametrize("offset", [1, 700, 1500, 2700])
+def test_receiver_locks_one_frame_length_after_joining_mid_frame(offset):
+    # the frame repeats, so the tail of the copy the receiver joined in plus the start of the next one
+    # is a whole frame: it opens one frame's length after joining (plus the header after the sync)
+    from csss_core.payload import HEADER_CODED, SYNC_BITS
+
+    rng = np.random.default_rng(offset)
+    key = bytes(range(32))
+    fb = frame_bits(seal(SpeakerPayload(EMB), key, nonce=bytes(12)))
+    stream = np.tile(2.0 * fb - 1, 3)[offset:] + rng.normal(0, 0.3, 3 * fb.size - offset)
+    rx = PayloadReceiver(key)
+    for i in range(0, stream.size, 160):
+        state = rx.push(stream[i : i + 160])
+        if state.opened:
+            break
+    assert state.opened is not None and cosine(state.opened.payload.embedding, EMB) > 0.9999
+    assert state.bits_to_lock is not None
+    assert state.bits_to_lock <= fb.size + SYNC_BITS + HEADER_CODED + 160
+    assert (state.bits_to_lock + offset) % fb.size == 0  # it says where the sender's copies start

@@ -77,9 +77,11 @@ def test_ss_streaming_equals_offline(tiny_corpus):
 
 @pytest.mark.parametrize("offset", [0, 1234, 50_001])
 def test_unembedding_returns_the_host_exactly_from_the_extractors_lock(tiny_corpus, offset):
+    from dataclasses import replace
+
     from csss_core.sealed_voice import HIDDEN_CHANNEL
 
-    cfg = HIDDEN_CHANNEL
+    cfg = replace(HIDDEN_CHANNEL, acquire_copies=0)  # no preamble here: see the next test
     x = _long_speech(tiny_corpus, 16)
     key = new_key()
     bits = frame_bits(seal(SpeakerPayload(np.random.default_rng(2).normal(size=64).astype(np.float32)), key))
@@ -100,6 +102,26 @@ def test_unembedding_returns_the_host_exactly_from_the_extractors_lock(tiny_corp
     assert snr_db(host[:n], y[:n]) < 25.0  # the carrier is there before
     assert snr_db(host[:n], outs[320]) > 60.0  # and gone after: the host comes back exactly
     assert np.max(np.abs(outs[320] - outs[77])) < 1e-6 and np.max(np.abs(outs[320] - outs[1600])) < 1e-6
+
+
+def test_acquisition_preamble_locks_fast_and_is_unembedded_after_it(tiny_corpus):
+    from csss_core.sealed_voice import HIDDEN_CHANNEL
+
+    cfg = HIDDEN_CHANNEL
+    assert cfg.acquire_copies >= 1 and cfg.acquire_lam == 1.0 and cfg.lam < 1.0
+    key = bytes(range(32))
+    bits = frame_bits(seal(SpeakerPayload(np.random.default_rng(3).normal(size=32).astype(np.float32)), key))
+    pre = cfg.acquire_copies * len(bits) * cfg.bit_len  # samples of preamble
+    x = _long_speech(tiny_corpus, int(pre / 16000) + 6)
+    y = embed(x, bits, cfg)
+    ex, state = _extract(opus_roundtrip(y), key, cfg)
+    assert state.opened is not None  # through Opus, from the start: within the first copy or two
+    assert ex.seconds_to_lock is not None and ex.seconds_to_lock <= len(bits) * cfg.bit_len / 16000 + 0.2
+    st = SSUnembedStage(frame_bits(state.opened.data), ex.frame_origin, cfg, ex.receiver.polarity, payload_start=0)
+    out = st.process(np.concatenate([y, np.zeros(cfg.bit_len, np.float32)]), 0)[cfg.bit_len :]
+    assert snr_db(x[pre:], out[pre:]) > 60.0  # after the preamble: exact
+    # in the preamble the host's projection is gone for good; the added carrier is still taken out
+    assert snr_db(x[:pre], out[:pre]) > snr_db(x[:pre], y[:pre]) + 1.0
 
 
 def test_unembedding_needs_a_partial_projection_removal():
