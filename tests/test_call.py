@@ -109,7 +109,10 @@ def test_two_clients_call_through_the_real_server(tiny_corpus, logged_server, tm
         before, after = float(e @ emb(heard[:lock])), float(e @ emb(heard[lock:]))
         print(f"{heard_path.name}: ASV cosine to the sender's voice before lock {before:.3f}, after {after:.3f}")
         assert after > before + 0.03
-        assert after >= 0.70
+        # issue 6's bound, 0.85, for the enrolled caller (measured 0.874-0.876 in three runs); the live-learned
+        # one's "after" still holds ~3 s of the payload's acquisition preamble, which cannot be fully undone
+        # (measured 0.851-0.854): a looser bound, so that a loaded machine does not fail the suite
+        assert after >= (0.85 if rep is rb else 0.80)
 
     # the server relayed only signaling: a few kB, while 30 s of 96 kbit/s Opus would be ~360 kB each way
     h = _health(url)
