@@ -1,10 +1,10 @@
 """The paper's Table II for the hidden channel, side by side with the spread-spectrum baseline.
 
 For each carrier (evaluation-corpus speech of one voice, concatenated to ``--seconds``), the real
-payload is the sealed frame of that voice's CSSS speaker embedding plus 6 extra bytes (what
-``sealed_voice`` hides), sealed with a fresh 32-byte key. Each system embeds the repeated frame; the
-received audio (a short lead of near-silence in front, so that the receiver does not know the block
-phase) is streamed through the system's extractor until the payload opens.
+payload is the sealed frame of that voice's CSSS speaker embedding on the shipped quantization grid plus
+the conversion data (exactly what ``sealed_voice`` hides), sealed with a fresh 32-byte key. Each system
+embeds the repeated frame; the received audio (a short lead of near-silence in front, so that the
+receiver does not know the block phase) is streamed through the system's extractor until the payload opens.
 
     OMP_NUM_THREADS=1 python benchmarks/stego_table.py --corpus /tmp/corpus_stego [--dnsmos]
 
@@ -29,7 +29,7 @@ from csss_core.channel import opus_roundtrip
 from csss_core.corpus import Corpus, build_corpus
 from csss_core.evaluation.metrics import snr_db
 from csss_core.payload import ReceiverState, SpeakerPayload, frame_bits, new_key, seal
-from csss_core.sealed_voice import HIDDEN_CHANNEL
+from csss_core.sealed_voice import EXTRA, HIDDEN_CHANNEL
 from csss_core.speaker import SpeakerEstimator, load_codebook
 from csss_core.stego_net import StegoNet, embed_net, extract_net, load_stego_net
 from csss_core.stego_ss import SSConfig, SSExtractor
@@ -133,7 +133,7 @@ def main() -> None:
     for spk, x in carriers(corpus, a.voices, a.seconds):
         emb = embedding_of(x)
         key = new_key()
-        bits = frame_bits(seal(SpeakerPayload(emb, b"\x00\x00\x00\x07\x00\x64"), key))
+        bits = frame_bits(seal(SpeakerPayload(emb, EXTRA.pack(7, 0, 100, 0), compact=True), key))
         print(f"{spk}: {len(x) / 16000:.1f} s, frame {len(bits)} bits", flush=True)
         for sysm in systems:
             q = quality.setdefault(sysm.name, {})
