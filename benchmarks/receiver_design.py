@@ -1,0 +1,145 @@
+"""The receiver's design choices, re-measured: each part prints the figures its choice rests on.
+
+``--part vocoder``: how much one and two passes through this project's vocoder keep of a voice (GE2E
+cosine of copy synthesis to the original), and a second pass with the receiver's lifter.
+``--part voicing``: the receiver's voicing setting, swept on espeak-ng pool voices (not the evaluation
+corpus), reconstruction GE2E cosine (offline, no hidden channel).
+``--part lam``: the hidden channel's ISS lam after the preamble, side by side through Opus 96 kbit/s
+(the shipped strength, no preamble): lock time for receivers joining at 0, 0.44 and 1.44 s, and the
+reconstruction's GE2E cosine after 5 s (8 corpus voices).
+
+    .venv/bin/python benchmarks/receiver_design.py --corpus corpus --part vocoder|voicing|lam
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import csss_core.sealed_voice as sv
+from csss_core.anonymizer import Anonymizer
+from csss_core.audio import read_audio
+from csss_core.channel import opus_roundtrip
+from csss_core.converter import FrameMapper, convert, receiver_lifter
+from csss_core.corpus import Corpus, build_corpus, pool_voices
+from csss_core.evaluation.attackers import GE2EAttacker
+from csss_core.payload import new_key
+from csss_core.speaker import SpeakerEmbedding
+from csss_core.vocoder import Frames, Voicing, analyze, process_offline
+
+VOICES = ["fest_ked", "flite_awb", "flite_slt", "esp_us_f1", "esp_gb_m5", "fest_slt_hts", "flite_rms", "esp_us_m3"]
+
+
+def voice(corpus: Corpus, spk: str, n: int) -> np.ndarray:
+    """The first ``n`` trial utterances of ``spk`` joined."""
+    us = [u for u in corpus.split("trial") if u.speaker == spk][:n]
+    return np.concatenate([read_audio(corpus.path(u))[0] for u in us]).astype(np.float32)
+
+
+def synth(p: Frames, n: int) -> np.ndarray:
+    """Synthesize ``n`` samples from given frames (the vocoder's own synthesis)."""
+    state = {"i": 0}
+
+    def take(fr: Frames) -> Frames:
+        i, m = state["i"], len(fr)
+        state["i"] += m
+        sel = p.select(slice(i, i + m))
+        if len(sel) < m:
+            z = p.select(slice(0, 1))
+            sel = Frames.cat([sel] + [Frames(z.f0 * 0, z.harm * 0, z.power * 0 + 1e-12, z.mcep)] * (m - len(sel)))
+        return sel
+
+    return process_offline(np.zeros(n, np.float32), take)
+
+
+def part_vocoder(corpus: Corpus, ge2e: GE2EAttacker) -> None:
+    lift = torch.from_numpy(receiver_lifter())
+    rows: dict[str, list[float]] = {}
+    for spk in VOICES[:6]:
+        x = voice(corpus, spk, 3)
+        e = ge2e.embed(x)
+        p = analyze(x)
+        once = synth(p, len(x))
+        q = analyze(once)
+        lifted = q.mcep.clone()
+        lifted[:, 1:] = q.mcep[:, 1:] * lift[1:]
+        for name, y in (("copy once", once), ("copy twice", synth(q, len(x))),
+                        ("twice, second analysis lifted", synth(Frames(q.f0, q.harm, q.power, lifted), len(x)))):
+            rows.setdefault(name, []).append(float(e @ ge2e.embed(y)))
+    for name, v in rows.items():
+        print(f"{name:32s} GE2E cosine to the original: median {np.median(v):.3f} (6 voices)")
+
+
+def part_voicing(ge2e: GE2EAttacker) -> None:
+    anon = Anonymizer(asv_check=False)
+    cb = anon.cb
+    settings = [Voicing(), Voicing(0.5, 0.55), Voicing(0.6, 0.65), Voicing(0.6, 0.8), Voicing(0.7, 0.75)]
+    with tempfile.TemporaryDirectory() as tmp:
+        utts = build_corpus(Path(tmp), pool_voices(40)[::5], n_sentences=2, n_enroll=1, first_sentence=20)
+        by: dict[str, list[np.ndarray]] = {}
+        for u in utts:
+            by.setdefault(u.speaker, []).append(read_audio(Path(tmp) / u.path)[0])
+        rows: dict[Voicing, list[float]] = {}
+        for i, parts in enumerate(by.values()):
+            x = np.concatenate(parts).astype(np.float32)
+            r = anon.anonymize(x, 1000 + i)
+            real = SpeakerEmbedding.from_vector(r.source, cb.k)
+            pseudo = SpeakerEmbedding.from_vector(r.pseudo, cb.k)
+            inv = FrameMapper(cb, pseudo, real, r.offsets.inverse(), lifter=receiver_lifter())
+            e = ge2e.embed(x)
+            for v in settings:
+                rows.setdefault(v, []).append(float(e @ ge2e.embed(convert(r.audio, inv, voicing=v))))
+    for v, c in rows.items():
+        print(f"voiced below aperiodicity {v.threshold:.2f}, fully harmonic below {v.full - 0.25:.2f}: "
+              f"reconstruction GE2E cosine mean {np.mean(c):.3f}, median {np.median(c):.3f} ({len(c)} pool voices)")
+
+
+def part_lam(corpus: Corpus, ge2e: GE2EAttacker) -> None:
+    anon = Anonymizer()
+    key = new_key()
+    base = sv.HIDDEN_CHANNEL
+    data = []
+    for i, spk in enumerate(VOICES):
+        x = voice(corpus, spk, 5)
+        data.append((x, anon.anonymize(x, 100 + i)))
+    try:
+        for lam in (1.0, 0.8, 0.6):
+            sv.HIDDEN_CHANNEL = replace(base, lam=lam, acquire_copies=0)
+            locks, cos = [], []
+            for x, r in data:
+                yo = opus_roundtrip(sv.hide_identity(r, key), 16000, 96_000)
+                for off in (0, 7000, 23000):
+                    t = sv.extract_identity(yo[off:], key).seconds_to_lock
+                    locks.append(np.inf if t is None else t)
+                ext = sv.extract_identity(yo, key)  # at lam 1 the channel cannot be taken out: left in
+                st = 5 * 16000
+                cos.append(float(ge2e.embed(x[st:]) @ ge2e.embed(sv.reconstruct(yo, ext, anon)[st:])))
+            print(f"lam {lam}: lock median {np.median(locks):.1f} s, max {np.max(locks):.1f} s ({len(locks)} trials); "
+                  f"reconstruction GE2E cosine median {np.median(cos):.3f}")
+    finally:
+        sv.HIDDEN_CHANNEL = base
+
+
+def main() -> None:
+    """Run one part."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--corpus", default="corpus")
+    ap.add_argument("--part", choices=["vocoder", "voicing", "lam"], required=True)
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    ge2e = GE2EAttacker()
+    if a.part == "voicing":
+        part_voicing(ge2e)
+    elif a.part == "vocoder":
+        part_vocoder(Corpus.load(a.corpus), ge2e)
+    else:
+        part_lam(Corpus.load(a.corpus), ge2e)
+
+
+if __name__ == "__main__":
+    main()
