@@ -1,7 +1,7 @@
 """The receiver's design choices, re-measured: each part prints the figures its choice rests on.
 
 ``--part vocoder``: how much one and two passes through this project's vocoder keep of a voice (GE2E
-cosine of copy synthesis to the original), and a second pass with the receiver's lifter.
+cosine of copy synthesis to the original, PESQ-WB), and a second pass with the receiver's lifter.
 ``--part voicing``: the receiver's voicing setting, swept on espeak-ng pool voices (not the evaluation
 corpus), reconstruction GE2E cosine (offline, no hidden channel).
 ``--part lam``: the hidden channel's ISS lam after the preamble, side by side through Opus 96 kbit/s
@@ -58,8 +58,11 @@ def synth(p: Frames, n: int) -> np.ndarray:
 
 
 def part_vocoder(corpus: Corpus, ge2e: GE2EAttacker) -> None:
+    from csss_core.evaluation.metrics import pesq_wb
+
     lift = torch.from_numpy(receiver_lifter())
     rows: dict[str, list[float]] = {}
+    pesq: dict[str, list[float]] = {}
     for spk in VOICES[:6]:
         x = voice(corpus, spk, 3)
         e = ge2e.embed(x)
@@ -71,8 +74,10 @@ def part_vocoder(corpus: Corpus, ge2e: GE2EAttacker) -> None:
         for name, y in (("copy once", once), ("copy twice", synth(q, len(x))),
                         ("twice, second analysis lifted", synth(Frames(q.f0, q.harm, q.power, lifted), len(x)))):
             rows.setdefault(name, []).append(float(e @ ge2e.embed(y)))
+            pesq.setdefault(name, []).append(pesq_wb(x, y))
     for name, v in rows.items():
-        print(f"{name:32s} GE2E cosine to the original: median {np.median(v):.3f} (6 voices)")
+        print(f"{name:32s} GE2E cosine to the original: median {np.median(v):.3f}, PESQ-WB median "
+              f"{np.median(pesq[name]):.2f} (6 voices)")
 
 
 def part_voicing(ge2e: GE2EAttacker) -> None:
@@ -110,17 +115,20 @@ def part_lam(corpus: Corpus, ge2e: GE2EAttacker) -> None:
     try:
         for lam in (1.0, 0.8, 0.6):
             sv.HIDDEN_CHANNEL = replace(base, lam=lam, acquire_copies=0)
-            locks, cos = [], []
+            locks, cos, missed = [], [], 0
             for x, r in data:
                 yo = opus_roundtrip(sv.hide_identity(r, key), 16000, 96_000)
                 for off in (0, 7000, 23000):
                     t = sv.extract_identity(yo[off:], key).seconds_to_lock
                     locks.append(np.inf if t is None else t)
                 ext = sv.extract_identity(yo, key)  # at lam 1 the channel cannot be taken out: left in
+                if ext.embedding is None:
+                    missed += 1
+                    continue
                 st = 5 * 16000
                 cos.append(float(ge2e.embed(x[st:]) @ ge2e.embed(sv.reconstruct(yo, ext, anon)[st:])))
             print(f"lam {lam}: lock median {np.median(locks):.1f} s, max {np.max(locks):.1f} s ({len(locks)} trials); "
-                  f"reconstruction GE2E cosine median {np.median(cos):.3f}")
+                  f"reconstruction GE2E cosine median {np.median(cos):.3f} ({missed} files never locked)")
     finally:
         sv.HIDDEN_CHANNEL = base
 
