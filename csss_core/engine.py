@@ -35,6 +35,7 @@ from csss_core.converter import FrameMapper
 from csss_core.sealed_voice import (
     HIDDEN_CHANNEL,
     Extracted,
+    extracted_from,
     extracted_from_state,
     identity_bits,
     reconstruction_mapper,
@@ -85,6 +86,13 @@ class _Fifo:
         self._parts = [rest] if len(rest) else []
         self._n = len(rest)
         return out
+
+
+def _delay_line(n: int) -> _Fifo:
+    """A FIFO primed with ``n`` zeros: push a chunk, pop as many samples, and they come out ``n`` late."""
+    f = _Fifo()
+    f.push(np.zeros(n, np.float32))
+    return f
 
 
 class _Blocks:
@@ -369,10 +377,10 @@ class ReceiverEngine:
         self._xfade = max(1, int(crossfade_s * INTERNAL_SAMPLE_RATE))
         self._extractor: SSExtractor | None = SSExtractor(key, HIDDEN_CHANNEL) if key is not None else None
         # the reconstruction path also waits one hidden-channel bit (the unembedding stage's delay)
-        self._delay = np.zeros(LOOKAHEAD + HIDDEN_CHANNEL.bit_len, np.float32)
+        self._delay = _delay_line(LOOKAHEAD + HIDDEN_CHANNEL.bit_len)
         self._conv: VocoderStage | None = None
         self._unembed: SSUnembedStage | None = None
-        self._conv_delay = np.zeros(HIDDEN_CHANNEL.bit_len, np.float32)  # used when there is no unembedding
+        self._conv_delay = _delay_line(HIDDEN_CHANNEL.bit_len)  # used when there is no unembedding
         self._ext_base = 0  # 16 kHz sample at which the extractor started
         self._conv_n = 0  # samples the converter has processed
         self._blocks = _Blocks()
@@ -403,8 +411,7 @@ class ReceiverEngine:
 
     def _lock(self) -> None:
         assert self._extractor is not None
-        ex = self._extractor
-        ext = extracted_from_state(ex.receiver.state, ex.seconds_to_lock, ex.frame_origin, ex.receiver.polarity)
+        ext = extracted_from(self._extractor)
         self.status.extracted = ext
         self.status.reason = ext.reason
         try:
@@ -420,8 +427,8 @@ class ReceiverEngine:
 
     def _block(self, x16: np.ndarray) -> np.ndarray:
         t0 = time.perf_counter()
-        buf = np.concatenate([self._delay, x16])
-        passthrough, self._delay = buf[: len(x16)], buf[len(x16) :]
+        self._delay.push(x16)
+        passthrough = self._delay.pop(len(x16))
         if self._conv is None and self._extractor is not None:
             st = self._extractor.push(self._without_erasures(x16))
             if st.opened is not None:
@@ -433,8 +440,8 @@ class ReceiverEngine:
             if self._unembed is not None:
                 xin = self._unembed.process(x16, self._pos16)
             else:
-                cbuf = np.concatenate([self._conv_delay, x16])
-                xin, self._conv_delay = cbuf[: len(x16)], cbuf[len(x16) :]
+                self._conv_delay.push(x16)
+                xin = self._conv_delay.pop(len(x16))
             rec = self._conv.process(AudioChunk(xin, INTERNAL_SAMPLE_RATE)).samples
             if self._conv_n >= self.WARMUP + self._xfade:
                 y = rec  # the cross-fade is over

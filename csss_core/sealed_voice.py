@@ -103,8 +103,13 @@ def extract_identity(y: np.ndarray, key: bytes | None) -> Extracted:
         if state.opened is not None:
             break
     else:
-        state = ex.flush()
-    return extracted_from_state(state, ex.seconds_to_lock, ex.frame_origin, ex.receiver.polarity)
+        ex.flush()
+    return extracted_from(ex)
+
+
+def extracted_from(ex: SSExtractor) -> Extracted:
+    """What an extractor has found, with where its payload's frame lies (for taking the channel out)."""
+    return extracted_from_state(ex.receiver.state, ex.seconds_to_lock, ex.frame_origin, ex.receiver.polarity)
 
 
 def reconstruction_mapper(ext: Extracted, anonymizer: Anonymizer, matched: bool = True) -> FrameMapper:
