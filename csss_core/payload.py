@@ -445,19 +445,20 @@ class PayloadReceiver:
         units = (n - start) // flen
         if units > self._tried_cyclic and start < a:
             self._tried_cyclic = units
-            acc = np.zeros(flen)
-            np.add.at(acc, (np.arange(start, n) - a) % flen, self._buf[start:n])
-            if self._decode(acc, units):
+            acc = np.bincount((np.arange(start, n) - a) % flen, weights=self._buf[start:n], minlength=flen)
+            if self._decode(acc, units, cyclic=True):
                 return
         copies = (n - a) // flen
         if copies == 0 or copies == self._tried_copies:
             return
         self._tried_copies = copies
         acc = self._buf[a : a + copies * flen].reshape(copies, flen).sum(axis=0)
-        if not self._decode(acc, copies) and copies >= 8:
+        if not self._decode(acc, copies) and copies >= 8 and self._anchor == a:
             self._restart()  # persistent failure: maybe a false lock, look again
 
-    def _decode(self, acc: np.ndarray, copies: int) -> bool:
+    def _decode(self, acc: np.ndarray, copies: int, cyclic: bool = False) -> bool:
+        """Decode combined soft bits; a header whose length disagrees with the anchored one restarts the
+        search, unless the bits came from before the sync too (``cyclic``: they may be another payload's)."""
         assert self._flen is not None and self._anchor is not None
         self.state.copies = copies
         h_bits, _ = viterbi_decode(deinterleave(acc[SYNC_BITS : SYNC_BITS + HEADER_CODED]), 8 * HEADER_LEN)
@@ -470,7 +471,8 @@ class PayloadReceiver:
         body_soft = acc[SYNC_BITS + HEADER_CODED :]
         if len(body_soft) != coded_len(h.body_len):
             self._note("frame length changed")
-            self._restart()
+            if not cyclic:
+                self._restart()
             return False
         b_bits, _ = viterbi_decode(deinterleave(body_soft), 8 * h.body_len)
         try:

@@ -226,3 +226,23 @@ def test_receiver_locks_one_frame_length_after_joining_mid_frame(offset):
     assert state.bits_to_lock is not None
     assert state.bits_to_lock <= fb.size + SYNC_BITS + HEADER_CODED + 160
     assert (state.bits_to_lock + offset) % fb.size == 0  # it says where the sender's copies start
+
+
+def test_receiver_joining_in_another_payloads_tail_still_opens_the_new_one():
+    # the bits before the first sync belong to a different (longer) payload: the cyclic attempt combines
+    # them and fails; the receiver must keep its anchor and open the new payload from its own copies
+    key = bytes(range(32))
+    for t in range(12):
+        rng = np.random.default_rng(t)
+        a = frame_bits(seal(SpeakerPayload(rng.normal(size=256).astype(np.float32)), key))
+        b_emb = rng.normal(size=16).astype(np.float32)
+        b = frame_bits(seal(SpeakerPayload(b_emb), key))
+        tail = int(rng.integers(b.size, a.size - 100))
+        stream = np.concatenate([2.0 * a[-tail:] - 1, np.tile(2.0 * b - 1, 4)]) + rng.normal(0, 0.3, tail + 4 * b.size)
+        rx = PayloadReceiver(key)
+        for i in range(0, stream.size, 160):
+            state = rx.push(stream[i : i + 160])
+            if state.opened:
+                break
+        assert state.opened is not None and cosine(state.opened.payload.embedding, b_emb) > 0.9999
+        assert state.bits_to_lock is not None and state.bits_to_lock <= tail + 2 * b.size + 160
