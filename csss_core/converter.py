@@ -104,9 +104,9 @@ class FrameMapper:
 class ConverterStage:
     """Streaming converter: a vocoder stage with the frame mapper as its transform (20 ms latency)."""
 
-    def __init__(self, mapper: FrameMapper, device: str = "cpu", voicing: Voicing = SENDER_VOICING) -> None:
+    def __init__(self, mapper: FrameMapper, device: str = "cpu") -> None:
         self.mapper = mapper
-        self._voc = VocoderStage(mapper, device, voicing=voicing)
+        self._voc = VocoderStage(mapper, device)
 
     @property
     def latency_s(self) -> float:
