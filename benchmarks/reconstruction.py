@@ -22,8 +22,10 @@ import torch
 from csss_core.anonymizer import Anonymizer
 from csss_core.audio import INTERNAL_SAMPLE_RATE, read_audio
 from csss_core.corpus import Corpus
-from csss_core.payload import new_key
+from csss_core.evaluation.attackers import GE2EAttacker
+from csss_core.payload import embedding_grid, new_key
 from csss_core.roundtrip import figures, roundtrip
+from csss_core.sealed_voice import HIDDEN_CHANNEL, identity_bits
 
 
 def main() -> None:
@@ -40,10 +42,6 @@ def main() -> None:
     speakers = speakers[:: max(1, len(speakers) // a.voices)][: a.voices]
     anon = Anonymizer()
     key = new_key()
-    from csss_core.evaluation.attackers import GE2EAttacker
-    from csss_core.payload import embedding_grid
-    from csss_core.sealed_voice import HIDDEN_CHANNEL, identity_bits
-
     ge2e = GE2EAttacker()
     frame = len(identity_bits(np.zeros(embedding_grid().dim), 0, 0, 1.0, key)) * HIDDEN_CHANNEL.bit_len
     pre_end = HIDDEN_CHANNEL.acquire_copies * frame + INTERNAL_SAMPLE_RATE // 2
