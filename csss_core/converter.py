@@ -63,15 +63,20 @@ class FrameMapper:
     """The frame transform that converts ``source`` into ``target``.
 
     ``lifter`` (the receiver's): per-coefficient gains applied to the measured mel-cepstrum first.
+    ``undo``: this mapper is the inverse of a sender's (``source`` = its target, ``offsets`` = its
+    offsets' inverse): the pitch offset is then taken off *before* log-F0 is mapped back, so the pair is
+    exact (the sender adds it after its mapping; applying it after the inverse mapping too would leave
+    a residual F0 factor of ``sender_pitch ** (target_std / source_std - 1)``, this mapper's log-F0 spreads).
     """
 
     def __init__(self, codebook: Codebook, source: SpeakerEmbedding, target: SpeakerEmbedding,
                  offsets: Offsets = Offsets(), beta: float | np.ndarray = 1.0,
-                 harmonicity: float | None = None, lifter: np.ndarray | None = None) -> None:
+                 harmonicity: float | None = None, lifter: np.ndarray | None = None, undo: bool = False) -> None:
         self.cb = codebook
         self.src = source
         self.tgt = target
         self.off = offsets
+        self.undo = undo
         dim = source.class_means.shape[1]
         self.beta = torch.as_tensor(np.broadcast_to(np.asarray(beta, dtype=np.float64), (dim,)).copy())
         self.harmonicity = harmonicity
@@ -93,8 +98,11 @@ class FrameMapper:
         mcep = torch.cat([fr.mcep[:, :1], new_env], dim=1)
         voiced = fr.f0 > 0
         lf0 = torch.log(torch.where(voiced, fr.f0, torch.ones_like(fr.f0)))
+        shift = math.log(self.off.pitch)
+        if self.undo:
+            lf0, shift = lf0 + shift, 0.0
         z = (lf0 - self.src.logf0_mean) / self.src.logf0_std
-        new_lf0 = z * self.tgt.logf0_std + self.tgt.logf0_mean + math.log(self.off.pitch)
+        new_lf0 = z * self.tgt.logf0_std + self.tgt.logf0_mean + shift
         f0 = torch.where(voiced, torch.exp(new_lf0).clamp(50.0, 600.0), torch.zeros_like(fr.f0))
         harm = fr.harm if self.harmonicity is None else torch.where(voiced, torch.full_like(fr.harm, self.harmonicity),
                                                                      torch.zeros_like(fr.harm))

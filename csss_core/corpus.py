@@ -60,6 +60,22 @@ VOICES: tuple[Voice, ...] = (
 )
 
 
+# Real human speech that a Debian package ships: alsa-utils' channel-test recordings (one adult male
+# voice, eight ~1.4 s phrases: "Front Left", ...). Too little for speaker verification, enough to check
+# that the vocoder's choices hold on a real voice and not only on synthesizers.
+REAL_VOICE_DIR = Path("/usr/share/sounds/alsa")
+REAL_VOICE_FILES = ("Front_Center", "Front_Left", "Front_Right", "Rear_Center", "Rear_Left", "Rear_Right",
+                    "Side_Left", "Side_Right")
+
+
+def real_voice(directory: Path = REAL_VOICE_DIR) -> np.ndarray | None:
+    """alsa-utils' eight recordings of one real voice joined at 16 kHz (~11 s); None if not installed."""
+    paths = [directory / f"{n}.wav" for n in REAL_VOICE_FILES]
+    if not all(p.is_file() for p in paths):
+        return None
+    return np.concatenate([read_audio(p)[0] for p in paths]).astype(np.float32)
+
+
 ESPEAK_ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-029", "en-gb-x-rp", "en-gb-x-gbclan", "en-us-nyc")
 ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2",
                    "klatt3", "klatt4", "Alex", "Andy", "Annie", "belinda", "benjamin", "Denis", "edward", "Gene",

@@ -44,7 +44,7 @@ from csss_core.sealed_voice import (
 from csss_core.speaker import MODEL_DIR, SpeakerEmbedding, SpeakerEstimator
 from csss_core.stage import StreamingResampler
 from csss_core.stego_ss import SSEmbedStage, SSExtractor, SSUnembedStage
-from csss_core.vocoder import HOP, LOOKAHEAD, RECEIVER_VOICING, SENDER_VOICING, VocoderStage
+from csss_core.vocoder import DELAY, HOP, LOOKAHEAD, RECEIVER_VOICING, SENDER_VOICING, VocoderStage
 
 CALL_RATE = 48_000
 BLOCK = 320  # 20 ms at 16 kHz: a multiple of the vocoder hop and of the hidden channel's bit length
@@ -377,7 +377,7 @@ class ReceiverEngine:
         self._xfade = max(1, int(crossfade_s * INTERNAL_SAMPLE_RATE))
         self._extractor: SSExtractor | None = SSExtractor(key, HIDDEN_CHANNEL) if key is not None else None
         # the reconstruction path also waits one hidden-channel bit (the unembedding stage's delay)
-        self._delay = _delay_line(LOOKAHEAD + HIDDEN_CHANNEL.bit_len)
+        self._delay = _delay_line(DELAY + HIDDEN_CHANNEL.bit_len)
         self._conv: VocoderStage | None = None
         self._unembed: SSUnembedStage | None = None
         self._conv_delay = _delay_line(HIDDEN_CHANNEL.bit_len)  # used when there is no unembedding
@@ -397,9 +397,9 @@ class ReceiverEngine:
 
     @property
     def latency_s(self) -> float:
-        """Algorithmic delay: resamplers, the converter's look-ahead and one hidden-channel bit (the
+        """Algorithmic delay: resamplers, the converter's delay and one hidden-channel bit (the
         unembedding); the pass-through path is delayed to match."""
-        return self._blocks.latency_s + (LOOKAHEAD + HIDDEN_CHANNEL.bit_len) / INTERNAL_SAMPLE_RATE
+        return self._blocks.latency_s + (DELAY + HIDDEN_CHANNEL.bit_len) / INTERNAL_SAMPLE_RATE
 
     def explain(self) -> str:
         """Why there is no lock (yet), in words: no payload seen, incomplete, or refused and why."""

@@ -124,7 +124,7 @@ def reconstruction_mapper(ext: Extracted, anonymizer: Anonymizer, matched: bool 
     real = SpeakerEmbedding.from_vector(ext.embedding, cb.k)
     pseudo = SpeakerEmbedding.from_vector(anonymizer.gan.draw(ext.seed, ext.draw_index), cb.k)
     return FrameMapper(cb, pseudo, real, offsets_for_seed(ext.seed).inverse(), beta=1.0 / ext.beta,
-                       lifter=receiver_lifter() if matched else None)
+                       lifter=receiver_lifter() if matched else None, undo=True)
 
 
 def extracted_from_state(state: ReceiverState, seconds_to_lock: float | None, frame_origin: int | None = None,

@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from csss_core.anonymizer import Anonymizer
 from csss_core.audio import AudioError
@@ -11,7 +12,7 @@ from csss_core.evaluation.attackers import get_attacker
 from csss_core.pseudo_speaker import load_pseudo_speaker_model, train_wgan_gp
 from csss_core.speaker import MODEL_DIR, SpeakerEmbedding, load_codebook
 from csss_core.stage import run_streaming
-from csss_core.vocoder import LOOKAHEAD, analyze
+from csss_core.vocoder import DELAY, analyze
 
 from .conftest import speech
 
@@ -66,9 +67,28 @@ def test_conversion_is_invertible_given_the_embeddings(tiny_corpus, anon):
     cb = anon.cb
     src = SpeakerEmbedding.from_vector(r.source, cb.k)
     pseudo = SpeakerEmbedding.from_vector(r.pseudo, cb.k)
-    back = convert(r.audio, FrameMapper(cb, pseudo, src, r.offsets.inverse()))
+    back = convert(r.audio, FrameMapper(cb, pseudo, src, r.offsets.inverse(), undo=True))
     enroll = ge2e.embed(speech(tiny_corpus, "flite_slt", 0))
     assert _cos(ge2e.embed(back), enroll) > _cos(ge2e.embed(r.audio), enroll) + 0.1
+
+
+def test_undo_mapper_restores_f0_exactly(tiny_corpus, anon):
+    # the sender adds its pitch offset after mapping log-F0; the receiver's inverse takes it off first,
+    # so the pair is exact even when the two speakers' log-F0 spreads differ
+    x = speech(tiny_corpus, "fest_ked", 1)
+    fr = analyze(x)
+    src = anon.embed_speaker(x)
+    tgt = SpeakerEmbedding.from_vector(anon.gan.draw(4, 2), anon.cb.k)
+    assert abs(tgt.logf0_std / src.logf0_std - 1) > 0.05
+    off = Offsets(1.07, 0.9)
+    there = FrameMapper(anon.cb, src, tgt, off)(fr)
+    voiced = fr.f0 > 0
+    back = FrameMapper(anon.cb, tgt, src, off.inverse(), undo=True)(there)
+    assert float((back.f0[voiced] / fr.f0[voiced] - 1).abs().max()) < 1e-9
+    assert torch.allclose(back.power, fr.power)
+    naive = FrameMapper(anon.cb, tgt, src, off.inverse())(there)  # the offset applied after the mapping
+    expect = 1.07 ** (src.logf0_std / tgt.logf0_std - 1)
+    assert float(torch.median(naive.f0[voiced] / fr.f0[voiced])) == pytest.approx(expect, rel=1e-6)
 
 
 def test_converter_stage_streams_like_offline(tiny_corpus, anon):
@@ -79,7 +99,7 @@ def test_converter_stage_streams_like_offline(tiny_corpus, anon):
     offline = convert(x, mapper)
     st = ConverterStage(mapper)
     streamed = run_streaming(st, np.concatenate([x, np.zeros(640, np.float32)]), 16000, 320)
-    assert np.max(np.abs(streamed[LOOKAHEAD : LOOKAHEAD + len(x)] - offline)) < 1e-5
+    assert np.max(np.abs(streamed[DELAY : DELAY + len(x)] - offline)) < 1e-5
     assert st.latency_s <= 0.06
 
 

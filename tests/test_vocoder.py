@@ -4,7 +4,7 @@ import pytest
 from csss_core.audio import AudioChunk
 from csss_core.evaluation.attackers import get_attacker
 from csss_core.stage import run_streaming
-from csss_core.vocoder import HOP, LOOKAHEAD, VocoderStage, analyze, process_offline
+from csss_core.vocoder import DELAY, HOP, LOOKAHEAD, VocoderStage, analyze, process_offline
 
 from .conftest import speech
 
@@ -16,8 +16,8 @@ def test_streaming_equals_offline_for_any_chunking(tiny_corpus):
     for chunk in (320, HOP * 3):
         st = VocoderStage()
         streamed = run_streaming(st, np.concatenate([x, np.zeros(LOOKAHEAD * 3, np.float32)]), 16000, chunk)
-        assert np.max(np.abs(streamed[LOOKAHEAD : LOOKAHEAD + len(x)] - offline)) < 1e-5
-    assert VocoderStage().latency_s == pytest.approx(0.02)
+        assert np.max(np.abs(streamed[DELAY : DELAY + len(x)] - offline)) < 1e-5
+    assert VocoderStage().latency_s == pytest.approx(0.03)
 
 
 def test_copy_synthesis_keeps_voice_level_and_pitch(tiny_corpus):
@@ -32,6 +32,26 @@ def test_copy_synthesis_keeps_voice_level_and_pitch(tiny_corpus):
         both = (fx > 0) & (fy > 0)
         assert both.sum() > 50
         assert np.median(np.abs(np.log(fy[both] / fx[both]))) < 0.05  # within 5% of the input's F0
+        # time-aligned: the output's frame-power contour matches the input's best at lag 0
+        px, py = np.log(analyze(x).power.numpy() + 1e-9), np.log(analyze(y).power.numpy() + 1e-9)
+        lags = range(-3, 4)
+        corr = [np.corrcoef(px[5:-5], np.roll(py, -lag)[5:-5])[0, 1] for lag in lags]
+        assert list(lags)[int(np.argmax(corr))] == 0
+
+
+def test_copy_synthesis_of_a_real_voice():
+    # a real human voice (alsa-utils' recordings, installed by ./run): the analysis's voicing choice must
+    # keep voiced speech harmonic (the earlier, stricter setting gave PESQ-WB 1.81 here)
+    from csss_core.corpus import real_voice
+    from csss_core.evaluation.metrics import pesq_wb
+
+    x = real_voice()
+    if x is None:
+        pytest.skip("Debian alsa-utils (real voice recordings) not installed")
+    y = process_offline(x)
+    assert pesq_wb(x, y) > 2.1
+    ge2e = get_attacker("ge2e")
+    assert float(ge2e.embed(x) @ ge2e.embed(y)) > 0.93
 
 
 def test_f0_tracking_on_a_known_tone():
@@ -61,15 +81,13 @@ def test_receiver_analysis_reads_this_vocoders_output_closer_to_what_it_was_made
     x = np.concatenate([speech(tiny_corpus, s, 2) for s in ("flite_slt", "fest_ked")])
     made = analyze(x)  # what the synthesis below is made from
     y = process_offline(x)
-    plain, matched = analyze(y), analyze(y, voicing=RECEIVER_VOICING)
+    plain = analyze(y, voicing=RECEIVER_VOICING)
     n = min(len(made), len(plain))
     v = made.f0[:n].numpy() > 0
-    # weakly voiced frames come back unvoiced from the plain analysis; the receiver's keeps more of them
-    # (at the price of some unvoiced frames read as voiced: the reconstruction's identity is better so)
-    recall = [float(np.mean(a.f0[:n].numpy()[v] > 0)) for a in (plain, matched)]
-    assert recall[1] > recall[0] + 0.05
-    harm_err = [float(np.mean(np.abs(a.harm[:n].numpy() - made.harm[:n].numpy())[v])) for a in (plain, matched)]
-    assert harm_err[1] < harm_err[0]
+    # voiced frames stay voiced and harmonic through one synthesis + analysis pass (with the stricter
+    # analysis this project had first, 20 % of them came back unvoiced)
+    assert float(np.mean(plain.f0[:n].numpy()[v] > 0)) > 0.9
+    assert float(np.mean(np.abs(plain.harm[:n].numpy() - made.harm[:n].numpy())[v])) < 0.1
     # the envelope's higher coefficients come back shrunk (regression slope on what they were made from
     # well below 1); the lifter brings the slope back near 1
     speech_fr = made.power[:n].numpy() > 1e-5
