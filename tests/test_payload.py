@@ -128,11 +128,7 @@ def test_receiver_locks_at_any_offset_combining_copies(sigma, max_copies):
     fb = frame_bits(seal(SpeakerPayload(EMB), key, nonce=bytes(12)))
     lead = int(rng.integers(0, 3000))
     stream = _stream(fb, 6, sigma, lead, rng)
-    rx = PayloadReceiver(key)
-    for i in range(0, stream.size, 160):
-        state = rx.push(stream[i : i + 160])
-        if state.opened:
-            break
+    state = _push_until_open(PayloadReceiver(key), stream)
     assert state.opened is not None and state.authenticated
     assert state.copies <= max_copies
     assert state.bits_to_lock is not None and state.bits_to_lock <= lead + max_copies * fb.size + 160
@@ -207,6 +203,15 @@ def test_compact_payload_on_the_shipped_grid():
             SpeakerPayload.from_bytes(bad)
 
 
+def _push_until_open(rx, stream, step=160):
+    """Feed ``stream`` to ``rx`` in ``step``-bit pieces until a payload opens; the last state."""
+    for i in range(0, stream.size, step):
+        state = rx.push(stream[i : i + step])
+        if state.opened:
+            break
+    return state
+
+
 @pytest.mark.parametrize("offset", [1, 700, 1500, 2700])
 def test_receiver_locks_one_frame_length_after_joining_mid_frame(offset):
     # the frame repeats, so the tail of the copy the receiver joined in plus the start of the next one
@@ -217,11 +222,7 @@ def test_receiver_locks_one_frame_length_after_joining_mid_frame(offset):
     key = bytes(range(32))
     fb = frame_bits(seal(SpeakerPayload(EMB), key, nonce=bytes(12)))
     stream = np.tile(2.0 * fb - 1, 3)[offset:] + rng.normal(0, 0.3, 3 * fb.size - offset)
-    rx = PayloadReceiver(key)
-    for i in range(0, stream.size, 160):
-        state = rx.push(stream[i : i + 160])
-        if state.opened:
-            break
+    state = _push_until_open(PayloadReceiver(key), stream)
     assert state.opened is not None and cosine(state.opened.payload.embedding, EMB) > 0.9999
     assert state.bits_to_lock is not None
     assert state.bits_to_lock <= fb.size + SYNC_BITS + HEADER_CODED + 160
@@ -239,10 +240,6 @@ def test_receiver_joining_in_another_payloads_tail_still_opens_the_new_one():
         b = frame_bits(seal(SpeakerPayload(b_emb), key))
         tail = int(rng.integers(b.size, a.size - 100))
         stream = np.concatenate([2.0 * a[-tail:] - 1, np.tile(2.0 * b - 1, 4)]) + rng.normal(0, 0.3, tail + 4 * b.size)
-        rx = PayloadReceiver(key)
-        for i in range(0, stream.size, 160):
-            state = rx.push(stream[i : i + 160])
-            if state.opened:
-                break
+        state = _push_until_open(PayloadReceiver(key), stream)
         assert state.opened is not None and cosine(state.opened.payload.embedding, b_emb) > 0.9999
         assert state.bits_to_lock is not None and state.bits_to_lock <= tail + 2 * b.size + 160
