@@ -35,7 +35,7 @@ from csss_core.corpus import Corpus, build_corpus, pool_voices, real_voice
 from csss_core.evaluation.attackers import GE2EAttacker
 from csss_core.payload import new_key
 from csss_core.speaker import SpeakerEmbedding
-from csss_core.vocoder import RECEIVER_VOICING, SENDER_VOICING, Frames, Voicing, analyze, process_offline
+from csss_core.vocoder import SENDER_VOICING, Frames, Voicing, analyze, process_offline
 
 VOICES = ["fest_ked", "flite_awb", "flite_slt", "esp_us_f1", "esp_gb_m5", "fest_slt_hts", "flite_rms", "esp_us_m3"]
 
@@ -89,7 +89,8 @@ def part_sender_voicing(corpus: Corpus, ge2e: GE2EAttacker) -> None:
     from csss_core.evaluation.metrics import pesq_wb
     from csss_core.evaluation.quality import dnsmos
 
-    settings = [Voicing(0.3, 0.35), Voicing(0.45, 0.5), Voicing(0.45, 0.6), SENDER_VOICING, RECEIVER_VOICING]
+    settings = [Voicing(0.3, 0.35), Voicing(0.5, 0.55), Voicing(0.5, 0.6), Voicing(0.4, 0.6), Voicing(0.45, 0.55),
+                Voicing(0.5, 0.65), Voicing(0.5, 0.7)]
     real = real_voice()
     if real is None:
         print("no real voice here (Debian alsa-utils not installed): corpus voices only")

@@ -32,7 +32,30 @@ class SSConfig:
     # restore it there); afterwards ``lam``, which the receiver can undo
     acquire_copies: int = 0
     acquire_lam: float = 1.0
+    # the preamble's carrier level (None: ``strength_db``); and beacons: every ``beacon_every``-th copy
+    # after the preamble is embedded at the preamble's level with ``beacon_lam`` (None: ``acquire_lam``),
+    # so that a receiver that missed the preamble locks too (0: no beacons)
+    acquire_strength_db: float | None = None
+    beacon_every: int = 0
+    beacon_lam: float | None = None
     seed: int = 0x55
+
+    def schedule(self, k: np.ndarray, frame: int) -> tuple[np.ndarray, np.ndarray]:
+        """(lam, carrier level in dB) of the bit blocks ``k`` (counted from the payload's first block;
+        ``frame`` bits per copy): preamble copies, beacon copies, the rest."""
+        c = np.floor_divide(k, frame)
+        pre = (c >= 0) & (c < self.acquire_copies)
+        after = c - self.acquire_copies
+        beacon = (after >= 0) & (after % max(self.beacon_every, 1) == self.beacon_every - 1)
+        loud = self.strength_db if self.acquire_strength_db is None else self.acquire_strength_db
+        b_lam = self.acquire_lam if self.beacon_lam is None else self.beacon_lam
+        lam = np.where(pre, self.acquire_lam, np.where(beacon, b_lam, self.lam))
+        db = np.where(pre | beacon, loud, self.strength_db)
+        return lam, db
+
+    def amplitude(self, rms: np.ndarray, db: np.ndarray) -> np.ndarray:
+        """The carrier's amplitude for blocks of level ``rms`` at carrier level ``db``."""
+        return np.maximum(rms * 10 ** (db / 20), 10 ** (self.floor_dbfs / 20))
 
 
 def carrier(cfg: SSConfig) -> np.ndarray:
@@ -71,10 +94,9 @@ class SSEmbedStage:
         x = chunk.samples.astype(np.float64).reshape(-1, n)
         k = self._k + np.arange(len(x))
         sign = 2.0 * self.bits[k % len(self.bits)] - 1.0
-        rms = np.sqrt(np.mean(x**2, axis=1))
-        amp = np.maximum(rms * 10 ** (self.cfg.strength_db / 20), 10 ** (self.cfg.floor_dbfs / 20))
+        lam, db = self.cfg.schedule(k, len(self.bits))
+        amp = self.cfg.amplitude(np.sqrt(np.mean(x**2, axis=1)), db)
         proj = (x @ self._p) / self._pp
-        lam = np.where(k < self.cfg.acquire_copies * len(self.bits), self.cfg.acquire_lam, self.cfg.lam)
         y = x + ((amp * sign) - lam * proj)[:, None] * self._p[None, :]
         self._k += len(x)
         return AudioChunk(y.ravel().astype(np.float32), chunk.sample_rate, chunk.timestamp)
@@ -119,8 +141,6 @@ class SSUnembedStage:
         self._hold = np.zeros(0)
         self._next: int | None = None  # absolute index of the first held sample
         self._out = np.zeros(cfg.bit_len)
-        self.restore = 1.0 / (1.0 - cfg.lam)  # gain that brings the host's projection back
-        self.restore_acquire = 1.0 / (1.0 - cfg.acquire_lam) if cfg.acquire_lam < 1.0 else 1.0
         frame = len(bits) * cfg.bit_len
         self.payload_start = self.origin % frame if payload_start is None else int(payload_start)
 
@@ -133,12 +153,13 @@ class SSUnembedStage:
         cy = blocks @ self._p / self._pp
         start = self.origin + first_block * n + np.arange(len(blocks)) * n  # sample of each block
         kb = (start - self.payload_start) // n
-        acquiring = (kb >= 0) & (kb < c.acquire_copies * len(self._sign))
-        restore = np.where(acquiring, self.restore_acquire, self.restore)
+        lam, db = c.schedule(kb, len(self._sign))
+        # the gain that brings the host's projection back; where it was fully removed (lam 1) only
+        # the added carrier is taken out
+        restore = np.where(lam < 1.0, 1.0 / np.maximum(1.0 - lam, 1e-9), 1.0)
         x = blocks
         for _ in range(2):  # amp from the received level, then from the recovered host's level
-            rms = np.sqrt(np.mean(x**2, axis=1))
-            amp = np.maximum(rms * 10 ** (c.strength_db / 20), 10 ** (c.floor_dbfs / 20))
+            amp = c.amplitude(np.sqrt(np.mean(x**2, axis=1)), db)
             proj = (cy - amp * s) * restore
             x = blocks + (proj - cy)[:, None] * self._p[None, :]
         assert x.shape[1] == n
@@ -240,12 +261,14 @@ class SSExtractor:
         cnt = np.maximum(self._stats[:, 2], 1.0)
         score = (self._stats[:, 0] / cnt) / np.sqrt(self._stats[:, 1] / cnt + 1e-30)
         active = set(np.argsort(-score)[: self.ACTIVE].tolist())
-        for i in self._active - active:
-            self.receivers[i].reset()  # a receiver must see an unbroken bit stream: restart it later
         self._active = active
-        for i in sorted(active):
-            soft = softs[i]
+        for i, soft in enumerate(softs):
             if not len(soft):
+                continue
+            if i not in active:
+                # a receiver must see an unbroken bit stream: an inactive phase's bits are erasures, so
+                # what it gathered before (a preamble or beacon copy) still counts when it is back
+                self.receivers[i].push(np.zeros(len(soft)))
                 continue
             # one running scale per phase: per-chunk normalization would erase relative confidence
             m = float(np.mean(np.abs(soft)))

@@ -81,7 +81,8 @@ def test_unembedding_returns_the_host_exactly_from_the_extractors_lock(tiny_corp
 
     from csss_core.sealed_voice import HIDDEN_CHANNEL
 
-    cfg = replace(HIDDEN_CHANNEL, acquire_copies=0)  # no preamble here: see the next test
+    # no preamble and no beacons here (see the next tests), and a projection removal the receiver can undo
+    cfg = replace(HIDDEN_CHANNEL, acquire_copies=0, beacon_every=0, lam=0.6, strength_db=-24.0)
     x = _long_speech(tiny_corpus, 16)
     key = new_key()
     bits = frame_bits(seal(SpeakerPayload(np.random.default_rng(2).normal(size=64).astype(np.float32)), key))
@@ -119,9 +120,51 @@ def test_acquisition_preamble_locks_fast_and_is_unembedded_after_it(tiny_corpus)
     assert ex.seconds_to_lock is not None and ex.seconds_to_lock <= len(bits) * cfg.bit_len / 16000 + 0.2
     st = SSUnembedStage(frame_bits(state.opened.data), ex.frame_origin, cfg, ex.receiver.polarity, payload_start=0)
     out = st.process(np.concatenate([y, np.zeros(cfg.bit_len, np.float32)]), 0)[cfg.bit_len :]
-    assert snr_db(x[pre:], out[pre:]) > 60.0  # after the preamble: exact
+    lam, _ = cfg.schedule(np.arange(len(x) // cfg.bit_len), len(bits))
+    exact = np.repeat(lam < 1.0, cfg.bit_len)[pre:]  # the preamble and the beacons remove it for good
+    assert exact.mean() > 0.5
+    assert snr_db(x[pre:][exact], out[pre:][exact]) > 60.0  # elsewhere after the preamble: exact
     # in the preamble the host's projection is gone for good; the added carrier is still taken out
     assert snr_db(x[:pre], out[:pre]) > snr_db(x[:pre], y[:pre]) + 1.0
+
+
+def test_schedule_of_preamble_beacons_and_quiet_copies():
+    cfg = SSConfig(strength_db=-32.0, lam=0.0, acquire_copies=2, acquire_lam=1.0, acquire_strength_db=-24.0,
+                   beacon_every=3, beacon_lam=0.5)
+    frame = 10
+    lam, db = cfg.schedule(np.arange(-10, 100), frame)
+    copy = np.floor_divide(np.arange(-10, 100), frame)
+    for c in range(-1, 10):
+        want = (1.0, -24.0) if c in (0, 1) else (0.5, -24.0) if c in (4, 7) else (0.0, -32.0)
+        assert set(lam[copy == c]) == {want[0]} and set(db[copy == c]) == {want[1]}, c
+    plain = SSConfig()
+    lam, db = plain.schedule(np.arange(50), frame)
+    assert np.all(lam == plain.lam) and np.all(db == plain.strength_db)
+
+
+def test_a_receiver_that_missed_the_preamble_locks_on_a_beacon(tiny_corpus):
+    """Between beacons the shipped carrier is quiet and leaves the host's projection in (the best
+    reconstruction); a receiver joining after the preamble locks on the next beacon copy alone."""
+    from csss_core.sealed_voice import HIDDEN_CHANNEL
+
+    cfg = HIDDEN_CHANNEL
+    assert cfg.beacon_every >= 2 and cfg.lam < cfg.acquire_lam
+    key = bytes(range(32))
+    bits = frame_bits(seal(SpeakerPayload(np.random.default_rng(4).normal(size=32).astype(np.float32)), key))
+    frame = len(bits) * cfg.bit_len
+    first_beacon = (cfg.acquire_copies + cfg.beacon_every - 1) * frame
+    x = _long_speech(tiny_corpus, int((first_beacon + 2 * frame) / 16000) + 1)
+    y = opus_roundtrip(embed(x, bits, cfg))
+    join = cfg.acquire_copies * frame + 5555  # after the preamble, within a quiet copy
+    ex, state = _extract(y[join:], key, cfg)
+    assert state.opened is not None and ex.seconds_to_lock is not None
+    assert ex.seconds_to_lock <= (first_beacon + frame - join) / 16000 + 0.2  # by the end of the beacon
+    # the quiet copies alone are not enough: the same join point without beacons does not lock that soon
+    from dataclasses import replace
+
+    quiet = replace(cfg, beacon_every=0)
+    ex2, state2 = _extract(opus_roundtrip(embed(x, bits, quiet))[join:], key, quiet)
+    assert state2.opened is None or ex2.seconds_to_lock > ex.seconds_to_lock
 
 
 def test_unembedding_needs_a_partial_projection_removal():
