@@ -9,11 +9,12 @@ installed) and 6 corpus voices: PESQ-WB, GE2E cosine and DNSMOS OVRL of the copy
 cosine of copy synthesis to the original, PESQ-WB), and a second pass with the receiver's lifter.
 ``--part voicing``: the receiver's voicing setting, swept on espeak-ng pool voices (not the evaluation
 corpus), reconstruction GE2E cosine (offline, no hidden channel).
-``--part lam``: the hidden channel's ISS lam after the preamble, side by side through Opus 96 kbit/s
-(the shipped strength, no preamble): lock time for receivers joining at 0, 0.44 and 1.44 s, and the
-reconstruction's GE2E cosine after 5 s (8 corpus voices).
+``--part schedule``: the hidden channel's schedule (carrier level and ISS lam in the preamble, between
+beacons and in the beacons), side by side through Opus 96 kbit/s on 8 corpus voices x 45 s (their
+sentences repeated): the reconstruction's GE2E cosine to the original after 7 s, the lock time from the
+start, and the lock time of receivers joining at 6 points after the preamble.
 
-    .venv/bin/python benchmarks/receiver_design.py --corpus corpus --part sender_voicing|vocoder|voicing|lam
+    .venv/bin/python benchmarks/receiver_design.py --corpus corpus --part sender_voicing|vocoder|voicing|schedule
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from csss_core.corpus import Corpus, build_corpus, pool_voices, real_voice
 from csss_core.evaluation.attackers import GE2EAttacker
 from csss_core.payload import new_key
 from csss_core.speaker import SpeakerEmbedding
+from csss_core.stego_ss import SSConfig, SSExtractor
 from csss_core.vocoder import SENDER_VOICING, Frames, Voicing, analyze, process_offline
 
 VOICES = ["fest_ked", "flite_awb", "flite_slt", "esp_us_f1", "esp_gb_m5", "fest_slt_hts", "flite_rms", "esp_us_m3"]
@@ -132,40 +134,57 @@ def part_voicing(ge2e: GE2EAttacker) -> None:
               f"reconstruction GE2E cosine mean {np.mean(c):.3f}, median {np.median(c):.3f} ({len(c)} pool voices)")
 
 
-def part_lam(corpus: Corpus, ge2e: GE2EAttacker) -> None:
+def part_schedule(corpus: Corpus, ge2e: GE2EAttacker) -> None:
     anon = Anonymizer()
     key = new_key()
-    base = sv.HIDDEN_CHANNEL
-    data = []
+    shipped = sv.HIDDEN_CHANNEL
+    former = replace(shipped, strength_db=-24.0, lam=0.6, acquire_strength_db=None, beacon_every=0)
+    schedules = [("lam 0.6 at -24 dB throughout (before)", former),
+                 ("lam 0 at -24 dB, no beacons", replace(former, lam=0.0)),
+                 ("shipped", shipped),
+                 ("beacon every fourth copy", replace(shipped, beacon_every=4))]
+    seconds, st = 45, 7 * 16000
+
+    def lock(z: np.ndarray, cfg: SSConfig) -> float:
+        ex = SSExtractor(key, cfg)
+        for i in range(0, len(z), 1600):
+            if ex.push(z[i : i + 1600]).opened is not None:
+                return float(ex.seconds_to_lock or 0.0)
+        return np.inf
+
+    rows: dict[str, tuple[list[float], list[float], list[float]]] = {n: ([], [], []) for n, _ in schedules}
     for i, spk in enumerate(VOICES):
-        x = voice(corpus, spk, 5)
-        data.append((x, anon.anonymize(x, 100 + i)))
-    try:
-        for lam in (1.0, 0.8, 0.6):
-            sv.HIDDEN_CHANNEL = replace(base, lam=lam, acquire_copies=0)
-            locks, cos, missed = [], [], 0
-            for x, r in data:
+        x = voice(corpus, spk, 6)
+        x = np.tile(x, -(-seconds * 16000 // len(x)))[: seconds * 16000]
+        r = anon.anonymize(x, 100 + i)
+        frame = sv.frame_seconds(r, key)
+        joins = [int((2 * frame + d) * 16000) for d in (0.4, 1.3, 2.2, 3.5, 5.0, 7.5)]
+        ea = ge2e.embed(x[st:])
+        try:
+            for name, cfg in schedules:
+                sv.HIDDEN_CHANNEL = cfg
                 yo = opus_roundtrip(sv.hide_identity(r, key), 16000, 96_000)
-                for off in (0, 7000, 23000):
-                    t = sv.extract_identity(yo[off:], key).seconds_to_lock
-                    locks.append(np.inf if t is None else t)
-                ext = sv.extract_identity(yo, key)  # at lam 1 the channel cannot be taken out: left in
-                if ext.embedding is None:
-                    missed += 1
-                    continue
-                st = 5 * 16000
-                cos.append(float(ge2e.embed(x[st:]) @ ge2e.embed(sv.reconstruct(yo, ext, anon)[st:])))
-            print(f"lam {lam}: lock median {np.median(locks):.1f} s, max {np.max(locks):.1f} s ({len(locks)} trials); "
-                  f"reconstruction GE2E cosine median {np.median(cos):.3f} ({missed} files never locked)")
-    finally:
-        sv.HIDDEN_CHANNEL = base
+                ext = sv.extract_identity(yo, key)
+                ok = ext.embedding is not None
+                rows[name][0].append(float(ea @ ge2e.embed(sv.reconstruct(yo, ext, anon)[st:])) if ok else np.nan)
+                rows[name][1].append(np.inf if ext.seconds_to_lock is None else ext.seconds_to_lock)
+                rows[name][2].extend(lock(yo[j:], cfg) for j in joins)
+        finally:
+            sv.HIDDEN_CHANNEL = shipped
+    print(f"{len(VOICES)} voices x {seconds} s through Opus 96k; joins: 6 points after the preamble per voice")
+    for name, cfg in schedules:
+        c, l0, late = (np.array(v) for v in rows[name])
+        print(f"{name:40s} reconstruction GE2E median {np.nanmedian(c):.3f} | lock from the start max "
+              f"{np.max(l0):.1f} s | joining late: median {np.median(late):.1f} s, max {np.max(late):.1f} s, "
+              f"never {int(np.sum(np.isinf(late)))}")
+        print(f"    {cfg}")
 
 
 def main() -> None:
     """Run one part."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", default="corpus")
-    ap.add_argument("--part", choices=["sender_voicing", "vocoder", "voicing", "lam"], required=True)
+    ap.add_argument("--part", choices=["sender_voicing", "vocoder", "voicing", "schedule"], required=True)
     a = ap.parse_args()
     torch.set_num_threads(1)
     ge2e = GE2EAttacker()
@@ -176,7 +195,7 @@ def main() -> None:
     elif a.part == "vocoder":
         part_vocoder(Corpus.load(a.corpus), ge2e)
     else:
-        part_lam(Corpus.load(a.corpus), ge2e)
+        part_schedule(Corpus.load(a.corpus), ge2e)
 
 
 if __name__ == "__main__":

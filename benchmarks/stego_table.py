@@ -99,7 +99,10 @@ def ss_system(cfg: SSConfig) -> System:
         m = len(z) // cfg.bit_len
         return z[: m * cfg.bit_len].reshape(m, -1).astype(np.float64) @ SSExtractor(None, cfg)._p
 
-    return System(f"spread spectrum ({cfg.bit_len}-sample bits, {cfg.strength_db:.0f} dB)",
+    level = f"{cfg.strength_db:.0f} dB"
+    if cfg.acquire_strength_db is not None and cfg.acquire_strength_db != cfg.strength_db:
+        level = f"{cfg.acquire_strength_db:.0f} dB preamble and beacons, {level} between"
+    return System(f"spread spectrum ({cfg.bit_len}-sample bits, {level})",
                   lambda x, b: ss_embed(x, b, cfg), extract, raw, 16000 / cfg.bit_len)
 
 

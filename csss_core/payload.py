@@ -354,6 +354,10 @@ class PayloadReceiver:
         corr = win @ s
         norm = np.sum(np.abs(win), axis=1) + 1e-12
         score = corr / norm
+        # windows that are mostly erasures (soft 0: bits the extractor did not decode) score high by chance
+        erased = np.concatenate([[0], np.cumsum(y[start:] == 0.0)])
+        n_erased = erased[SYNC_BITS:] - erased[: n - start]
+        score[n_erased > SYNC_BITS // 4] = 0.0
         hits = np.flatnonzero(np.abs(score) > self.SYNC_THRESHOLD)
         if not len(hits):
             return None

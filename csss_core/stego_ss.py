@@ -218,6 +218,7 @@ class SSExtractor:
         self._buf_start = 0  # absolute sample index of self._buf[0]
         self._next = list(self.phases)  # absolute start of each phase's next block
         self._level = [0.0] * len(self.phases)
+        self._gap = [0] * len(self.phases)  # erasures owed to each inactive phase's receiver
         self._stats = np.zeros((len(self.phases), 3))  # decayed sum |soft|, sum soft^2, count per phase
         self._active: set[int] = set()
         self._seen = 0
@@ -266,10 +267,14 @@ class SSExtractor:
             if not len(soft):
                 continue
             if i not in active:
-                # a receiver must see an unbroken bit stream: an inactive phase's bits are erasures, so
-                # what it gathered before (a preamble or beacon copy) still counts when it is back
-                self.receivers[i].push(np.zeros(len(soft)))
+                # a receiver must see an unbroken bit stream: an inactive phase's bits are erasures
+                # (given to it when it is active again), so what it gathered before (a preamble or
+                # beacon copy) still counts then
+                self._gap[i] += len(soft)
                 continue
+            if self._gap[i]:
+                self.receivers[i].push(np.zeros(self._gap[i]))
+                self._gap[i] = 0
             # one running scale per phase: per-chunk normalization would erase relative confidence
             m = float(np.mean(np.abs(soft)))
             self._level[i] = 0.99 * self._level[i] + 0.01 * m if self._level[i] else m
