@@ -138,11 +138,10 @@ def part_schedule(corpus: Corpus, ge2e: GE2EAttacker) -> None:
     anon = Anonymizer()
     key = new_key()
     shipped = sv.HIDDEN_CHANNEL
-    former = replace(shipped, strength_db=-24.0, lam=0.6, acquire_strength_db=None, beacon_every=0)
-    schedules = [("lam 0.6 at -24 dB throughout (before)", former),
-                 ("lam 0 at -24 dB, no beacons", replace(former, lam=0.0)),
+    schedules = [("lam 0 at -24 dB, no beacons", replace(shipped, lam=0.0)),
                  ("shipped", shipped),
-                 ("beacon every fourth copy", replace(shipped, beacon_every=4))]
+                 ("quiet, beacon every third copy", sv.QUIET_BEACON_CHANNEL),
+                 ("quiet, beacon every fourth copy", replace(sv.QUIET_BEACON_CHANNEL, beacon_every=4))]
     seconds, st = 45, 7 * 16000
 
     def lock(z: np.ndarray, cfg: SSConfig) -> float:

@@ -343,6 +343,7 @@ class PayloadReceiver:
         self._scan = 0  # buffer index from which sync has not been ruled out
         self._polarity = 1.0
         self._sync_score = 0.0
+        self._deep = 0  # failures noted after a header decoded (kept last)
 
     def _find_sync(self, start: int) -> int | None:
         y = self._buf
@@ -457,7 +458,14 @@ class PayloadReceiver:
             return
         self._tried_copies = copies
         whole = self._buf[a : a + copies * flen].reshape(copies, flen)
-        if self._decode(whole.sum(axis=0), copies):
+        # maximum-ratio combining: each copy weighted by the signal-to-noise ratio of its own sync word
+        # (known bits), so quiet or damaged copies do not drown clean ones
+        sync = whole[:, :SYNC_BITS] * (2.0 * SYNC - 1.0)
+        mean = sync.mean(axis=1)
+        w = np.maximum(mean, 0.0) / (sync.var(axis=1) + 1e-3 * np.mean(np.abs(sync)) ** 2 + 1e-30)
+        if not np.any(w > 0):
+            w = np.ones(copies)
+        if self._decode((whole * w[:, None]).sum(axis=0), copies):
             return
         # the newest copy alone: a carrier whose copies differ in strength (quiet copies between loud
         # beacons, :class:`csss_core.stego_ss.SSConfig`) can be clean in one copy and drowned in the sum
@@ -494,7 +502,7 @@ class PayloadReceiver:
             opened = open_sealed(head + _bytes(b_bits), self.key)
         except PayloadError as exc:
             if note:
-                self._note(str(exc))
+                self._note(str(exc), opened_header=True)
             return False
         self.state.opened = opened
         self.state.copies = copies
@@ -503,9 +511,18 @@ class PayloadReceiver:
         self.state.bits_to_lock = self._consumed - (len(self._buf) - self._anchor) % self._flen
         return True
 
-    def _note(self, reason: str) -> None:
-        if reason not in self.state.failures:
-            self.state.failures.append(reason)
+    def _note(self, reason: str, opened_header: bool = False) -> None:
+        """Record why a frame was rejected. Reasons from frames whose header decoded (a wrong key, an
+        altered body) stay after those from frames that failed earlier, so ``failures[-1]`` is the most
+        telling one: a copy that decoded further says more than a later, noisier sum of copies."""
+        f = self.state.failures
+        if reason in f:
+            return
+        if opened_header:
+            f.append(reason)
+            self._deep += 1
+        else:
+            f.insert(len(f) - self._deep, reason)
 
     def _restart(self) -> None:
         assert self._anchor is not None

@@ -143,11 +143,11 @@ def test_schedule_of_preamble_beacons_and_quiet_copies():
 
 
 def test_a_receiver_that_missed_the_preamble_locks_on_a_beacon(tiny_corpus):
-    """Between beacons the shipped carrier is quiet and leaves the host's projection in (the best
-    reconstruction); a receiver joining after the preamble locks on the next beacon copy alone."""
-    from csss_core.sealed_voice import HIDDEN_CHANNEL
+    """Between beacons the carrier is quiet and leaves the host's projection in (a better reconstruction,
+    not shipped: see sealed_voice); a receiver joining after the preamble locks on the next beacon alone."""
+    from csss_core.sealed_voice import QUIET_BEACON_CHANNEL
 
-    cfg = HIDDEN_CHANNEL
+    cfg = QUIET_BEACON_CHANNEL
     assert cfg.beacon_every >= 2 and cfg.lam < cfg.acquire_lam
     key = bytes(range(32))
     bits = frame_bits(seal(SpeakerPayload(np.random.default_rng(4).normal(size=32).astype(np.float32)), key))
