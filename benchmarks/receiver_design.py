@@ -36,7 +36,6 @@ from csss_core.corpus import Corpus, build_corpus, pool_voices, real_voice
 from csss_core.evaluation.attackers import GE2EAttacker
 from csss_core.payload import new_key
 from csss_core.speaker import SpeakerEmbedding
-from csss_core.stego_ss import SSConfig, SSExtractor
 from csss_core.vocoder import SENDER_VOICING, Frames, Voicing, analyze, process_offline
 
 VOICES = ["fest_ked", "flite_awb", "flite_slt", "esp_us_f1", "esp_gb_m5", "fest_slt_hts", "flite_rms", "esp_us_m3"]
@@ -144,13 +143,6 @@ def part_schedule(corpus: Corpus, ge2e: GE2EAttacker) -> None:
                  ("quiet, beacon every fourth copy", replace(sv.QUIET_BEACON_CHANNEL, beacon_every=4))]
     seconds, st = 45, 7 * 16000
 
-    def lock(z: np.ndarray, cfg: SSConfig) -> float:
-        ex = SSExtractor(key, cfg)
-        for i in range(0, len(z), 1600):
-            if ex.push(z[i : i + 1600]).opened is not None:
-                return float(ex.seconds_to_lock or 0.0)
-        return np.inf
-
     rows: dict[str, tuple[list[float], list[float], list[float]]] = {n: ([], [], []) for n, _ in schedules}
     for i, spk in enumerate(VOICES):
         x = voice(corpus, spk, 6)
@@ -167,7 +159,8 @@ def part_schedule(corpus: Corpus, ge2e: GE2EAttacker) -> None:
                 ok = ext.embedding is not None
                 rows[name][0].append(float(ea @ ge2e.embed(sv.reconstruct(yo, ext, anon)[st:])) if ok else np.nan)
                 rows[name][1].append(np.inf if ext.seconds_to_lock is None else ext.seconds_to_lock)
-                rows[name][2].extend(lock(yo[j:], cfg) for j in joins)
+                late = (sv.extract_identity(yo[j:], key).seconds_to_lock for j in joins)
+                rows[name][2].extend(np.inf if t is None else t for t in late)
         finally:
             sv.HIDDEN_CHANNEL = shipped
     print(f"{len(VOICES)} voices x {seconds} s through Opus 96k; joins: 6 points after the preamble per voice")

@@ -465,47 +465,34 @@ class PayloadReceiver:
         w = np.maximum(mean, 0.0) / (sync.var(axis=1) + 1e-3 * np.mean(np.abs(sync)) ** 2 + 1e-30)
         if not np.any(w > 0):
             w = np.ones(copies)
-        if self._decode((whole * w[:, None]).sum(axis=0), copies):
-            return
-        # the newest copy alone: a carrier whose copies differ in strength (quiet copies between loud
-        # beacons, :class:`csss_core.stego_ss.SSConfig`) can be clean in one copy and drowned in the sum
-        if copies >= 2 and self._anchor == a and self._decode(whole[-1], 1, note=False):
-            return
-        if copies >= 8 and self._anchor == a:
+        if not self._decode((whole * w[:, None]).sum(axis=0), copies) and copies >= 8 and self._anchor == a:
             self._restart()  # persistent failure: maybe a false lock, look again
 
-    def _decode(self, acc: np.ndarray, copies: int, cyclic: bool = False, note: bool = True) -> bool:
+    def _decode(self, acc: np.ndarray, copies: int, cyclic: bool = False) -> bool:
         """Decode combined soft bits; a header whose length disagrees with the anchored one restarts the
-        search, unless the bits came from before the sync too (``cyclic``: they may be another payload's).
-        ``note``: record why it failed (off for the extra attempt on the newest copy alone, whose failure
-        says nothing the combined copies did not)."""
+        search, unless the bits came from before the sync too (``cyclic``: they may be another payload's)."""
         assert self._flen is not None and self._anchor is not None
-        if note:
-            self.state.copies = copies
+        self.state.copies = copies
         h_bits, _ = viterbi_decode(deinterleave(acc[SYNC_BITS : SYNC_BITS + HEADER_CODED]), 8 * HEADER_LEN)
         head = _bytes(h_bits)
         try:
             h = parse_header(head)
         except PayloadError as exc:
-            if note:
-                self._note(str(exc))
+            self._note(str(exc))
             return False
         body_soft = acc[SYNC_BITS + HEADER_CODED :]
         if len(body_soft) != coded_len(h.body_len):
-            if note:
-                self._note("frame length changed")
-                if not cyclic:
-                    self._restart()
+            self._note("frame length changed")
+            if not cyclic:
+                self._restart()
             return False
         b_bits, _ = viterbi_decode(deinterleave(body_soft), 8 * h.body_len)
         try:
             opened = open_sealed(head + _bytes(b_bits), self.key)
         except PayloadError as exc:
-            if note:
-                self._note(str(exc), opened_header=True)
+            self._note(str(exc), opened_header=True)
             return False
         self.state.opened = opened
-        self.state.copies = copies
         self.state.authenticated = opened.authenticated
         # bits consumed up to the most recent frame start (a copy begins there)
         self.state.bits_to_lock = self._consumed - (len(self._buf) - self._anchor) % self._flen
