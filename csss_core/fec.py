@@ -84,11 +84,15 @@ def syndrome_weight(soft: np.ndarray) -> float:
 
     For a codeword ``c1 = u*g1, c2 = u*g2`` the syndrome ``c1*g2 + c2*g1`` (mod 2) is zero; random
     data violates half of the checks. A cheap test before Viterbi decoding a candidate frame.
+    Erasures (soft 0: a lost packet) have no hard decision: checks that involve one are left out
+    (0.0 when every check does).
     """
     y = np.asarray(soft, dtype=np.float64).reshape(-1, 2)
     hard = (y > 0).astype(np.int64)
     syn = (np.convolve(hard[:, 0], _G[1]) + np.convolve(hard[:, 1], _G[0])) & 1
-    return float(np.mean(syn))
+    gone = (y == 0.0).astype(np.int64)
+    clean = (np.convolve(gone[:, 0], _G[1]) + np.convolve(gone[:, 1], _G[0])) == 0
+    return float(np.mean(syn[clean])) if np.any(clean) else 0.0
 
 
 def interleave_order(n: int, rows: int = 16) -> np.ndarray:

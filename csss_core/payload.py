@@ -324,6 +324,8 @@ class PayloadReceiver:
     SYNDROME_LIMIT = 0.38
     # sync hits this strong (random data: ~1e-4) go to the decoder even when the syndrome looks bad
     SURE_SYNC = 0.6
+    # erased soft bits a sync word may contain
+    MAX_SYNC_ERASED = 3 * SYNC_BITS // 8
 
     def __init__(self, key: bytes | None = None, max_bits: int = 1 << 20) -> None:
         _check_key(key)
@@ -344,6 +346,7 @@ class PayloadReceiver:
         self._polarity = 1.0
         self._sync_score = 0.0
         self._deep = 0  # failures noted after a header decoded (kept last)
+        self._known = 2.0 * SYNC - 1.0  # known bits at a frame's start, as signs
 
     def _find_sync(self, start: int) -> int | None:
         y = self._buf
@@ -355,10 +358,11 @@ class PayloadReceiver:
         corr = win @ s
         norm = np.sum(np.abs(win), axis=1) + 1e-12
         score = corr / norm
-        # windows that are mostly erasures (soft 0: bits the extractor did not decode) score high by chance
+        # windows that are mostly erasures (soft 0: bits the extractor did not decode) score high by chance;
+        # one lost 20 ms packet (20 bits at 1000 bit/s) inside the sync word is allowed
         erased = np.concatenate([[0], np.cumsum(y[start:] == 0.0)])
         n_erased = erased[SYNC_BITS:] - erased[: n - start]
-        score[n_erased > SYNC_BITS // 4] = 0.0
+        score[n_erased > self.MAX_SYNC_ERASED] = 0.0
         hits = np.flatnonzero(np.abs(score) > self.SYNC_THRESHOLD)
         if not len(hits):
             return None
@@ -392,9 +396,12 @@ class PayloadReceiver:
             return None  # a weak sync hit followed by no codeword (chance): skip the Viterbi decoder
         bits, _ = viterbi_decode(coded, 8 * HEADER_LEN)
         try:
-            return parse_header(_bytes(bits))
+            h = parse_header(_bytes(bits))
         except PayloadError:
             return None
+        # the frame's first bits are now known (sync word and coded header): they measure each copy
+        self._known = 2.0 * np.concatenate([SYNC, interleave(conv_encode(bits))]) - 1.0
+        return h
 
     def push(self, soft: np.ndarray) -> ReceiverState:
         """Add soft bits (positive = 1) and try to lock."""
@@ -458,15 +465,29 @@ class PayloadReceiver:
             return
         self._tried_copies = copies
         whole = self._buf[a : a + copies * flen].reshape(copies, flen)
-        # maximum-ratio combining: each copy weighted by the signal-to-noise ratio of its own sync word
-        # (known bits), so quiet or damaged copies do not drown clean ones
-        sync = whole[:, :SYNC_BITS] * (2.0 * SYNC - 1.0)
-        mean = sync.mean(axis=1)
-        w = np.maximum(mean, 0.0) / (sync.var(axis=1) + 1e-3 * np.mean(np.abs(sync)) ** 2 + 1e-30)
-        if not np.any(w > 0):
-            w = np.ones(copies)
+        w = self._copy_weights(whole)
         if not self._decode((whole * w[:, None]).sum(axis=0), copies) and copies >= 8 and self._anchor == a:
             self._restart()  # persistent failure: maybe a false lock, look again
+
+    def _copy_weights(self, whole: np.ndarray) -> np.ndarray:
+        """Maximum-ratio weights of the frame copies ``[copies, frame]``: mean over variance of each
+        copy's received (non-erased) soft bits where the bits are known (the sync word and the coded
+        header found at the anchor), so quiet or damaged copies do not drown clean ones. A copy whose
+        known bits were mostly lost gets the median weight of the others: the rest of it may be intact."""
+        known = whole[:, : len(self._known)] * self._known
+        got = known != 0.0
+        n = got.sum(axis=1)
+        ok = n >= len(self._known) // 2
+        w = np.zeros(len(whole))
+        if np.any(ok):
+            z = known[ok]
+            m = z.sum(axis=1) / n[ok]
+            v = np.einsum("ij,ij->i", z, z) / n[ok] - m**2
+            w[ok] = np.maximum(m, 0.0) / (v + 1e-3 * np.mean(np.abs(z[got[ok]])) ** 2 + 1e-30)
+        if not np.any(w > 0):
+            return np.ones(len(whole))
+        w[~ok] = np.median(w[ok & (w > 0)])
+        return w
 
     def _decode(self, acc: np.ndarray, copies: int, cyclic: bool = False) -> bool:
         """Decode combined soft bits; a header whose length disagrees with the anchored one restarts the

@@ -116,6 +116,20 @@ def test_viterbi_corrects_noisy_channel():
     assert not np.array_equal(fec.interleave(x), x)
 
 
+def test_syndrome_check_leaves_erasures_out():
+    """A lost packet's erased soft bits must not make a clean codeword look like random data."""
+    rng = np.random.default_rng(3)
+    coded = 2.0 * fec.conv_encode(rng.integers(0, 2, 64)) - 1.0
+    assert fec.syndrome_weight(coded) == 0.0
+    hit = coded.copy()
+    hit[40:60] = 0.0
+    assert fec.syndrome_weight(hit) == 0.0
+    assert fec.syndrome_weight(np.zeros_like(coded)) == 0.0  # nothing known: not ruled out
+    noise = rng.normal(size=coded.size)
+    noise[40:60] = 0.0
+    assert fec.syndrome_weight(noise) > 0.3  # random data still fails the checks it has
+
+
 def _stream(bits, copies, sigma, lead, rng):
     parts = [rng.normal(size=lead)] + [(2.0 * bits - 1) + rng.normal(0, sigma, bits.size) for _ in range(copies)]
     return np.concatenate(parts)
@@ -243,3 +257,24 @@ def test_receiver_joining_in_another_payloads_tail_still_opens_the_new_one():
         state = _push_until_open(PayloadReceiver(key), stream)
         assert state.opened is not None and cosine(state.opened.payload.embedding, b_emb) > 0.9999
         assert state.bits_to_lock is not None and state.bits_to_lock <= tail + 2 * b.size + 160
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_lost_packets_in_sync_words_do_not_cost_the_copies(seed):
+    """A lost 20 ms packet is 20 erased soft bits at 1000 bit/s: one inside a sync word must not hide
+    the frame, and a copy whose whole sync word was lost still counts in the combination."""
+    from csss_core.payload import SYNC_BITS
+
+    key = bytes(range(32))
+    fb = frame_bits(seal(SpeakerPayload(EMB), key, nonce=bytes(12)))
+    rng = np.random.default_rng(seed)
+    lead = 500
+    stream = _stream(fb, 2, 0.9, lead, rng)  # at this noise one copy does not open, two do
+    for erase in ([slice(lead + 10, lead + 30)], [slice(lead + fb.size, lead + fb.size + SYNC_BITS)]):
+        s = stream.copy()
+        for e in erase:
+            s[e] = 0.0
+        one = PayloadReceiver(key).push(s[: lead + fb.size + SYNC_BITS])
+        assert one.found and one.opened is None  # the first copy's sync found; alone it does not open
+        two = PayloadReceiver(key).push(s)
+        assert two.opened is not None and two.copies == 2 and cosine(two.opened.payload.embedding, EMB) > 0.9999

@@ -170,3 +170,20 @@ def test_a_receiver_that_missed_the_preamble_locks_on_a_beacon(tiny_corpus):
 def test_unembedding_needs_a_partial_projection_removal():
     with pytest.raises(ValueError, match="cannot be undone"):
         SSUnembedStage(np.ones(8, np.uint8), 0, SSConfig(lam=1.0))
+
+
+def test_soft_bits_count_by_reliability_not_loudness(tiny_corpus):
+    """The same speech 14 dB quieter carries the bits at least as reliably (the carrier follows the host's
+    level, with a floor in pauses), so its soft bits must weigh at least as much when copies are summed:
+    the raw correlation would halve them and let the loudest stretches outvote the rest."""
+    from csss_core.sealed_voice import HIDDEN_CHANNEL
+
+    cfg = HIDDEN_CHANNEL
+    x = _long_speech(tiny_corpus, 8)
+    bits = np.random.default_rng(2).integers(0, 2, 1000).astype(np.uint8)  # 8 s = 8 whole copies
+    y = embed(np.concatenate([x, 0.2 * x]), bits, cfg)
+    soft = SSExtractor(None, cfg)._soft(y, 0)[0]
+    toward = soft * np.tile(2.0 * bits - 1.0, len(soft) // len(bits))  # > 0: the right sign
+    loud, quiet = np.split(toward, 2)
+    assert np.mean(quiet < 0) <= np.mean(loud < 0) + 0.005
+    assert np.mean(quiet) >= 0.9 * np.mean(loud)
