@@ -10,7 +10,8 @@ receiver does not know the block phase) is streamed through the system's extract
 
 Columns: SNR of the stego audio (dB); raw bit error rate at the true alignment; seconds of audio until
 the payload opened ("-" = not within the carrier); cosine between the sent and the recovered embedding
-(from the opened payload); embed / extract real-time factor on one thread (CPU seconds per second).
+(from the opened payload); embed / extract real-time factor on one thread (CPU seconds per second), and
+the extractor's on the carrier without a payload (its worst case: it never locks).
 """
 
 from __future__ import annotations
@@ -144,6 +145,10 @@ def main() -> None:
             y = sysm.embed(x, bits)
             q.setdefault("rtf_embed", []).append((time.process_time() - t) / (len(x) / 16000))
             q.setdefault("snr_db", []).append(snr_db(x, y))
+            # the receiver's worst case: audio without a payload (it never locks, every phase keeps looking)
+            t = time.process_time()
+            sysm.extract(x, key)
+            q.setdefault("rtf_idle", []).append((time.process_time() - t) / (len(x) / 16000))
             if a.dnsmos:
                 from csss_core.evaluation.quality import dnsmos
 
@@ -170,12 +175,14 @@ def main() -> None:
     print(f"carriers: {a.voices} evaluation-corpus voices x {a.seconds:.0f} s; payload: sealed 186-d embedding + "
           f"6 bytes = {len(bits)}-bit frame; lead of {LEAD} samples; one thread")
     print()
-    print("| system | bit/s | SNR dB | " + ("DNSMOS OVRL drop | " if a.dnsmos else "") + "embed RTF |")
-    print("|---|---|---|" + ("---|" if a.dnsmos else "") + "---|")
+    dn_head = "DNSMOS OVRL drop | " if a.dnsmos else ""
+    print(f"| system | bit/s | SNR dB | {dn_head}embed RTF | extract RTF, no payload |")
+    print("|---|---|---|" + ("---|" if a.dnsmos else "") + "---|---|")
     for sysm in systems:
         q = quality[sysm.name]
         dn = f"{np.mean(q['dnsmos_drop']):.3f} | " if a.dnsmos else ""
-        print(f"| {sysm.name} | {sysm.rate:.0f} | {np.mean(q['snr_db']):.1f} | {dn}{np.mean(q['rtf_embed']):.3f} |")
+        print(f"| {sysm.name} | {sysm.rate:.0f} | {np.mean(q['snr_db']):.1f} | {dn}{np.mean(q['rtf_embed']):.3f} | "
+              f"{np.mean(q['rtf_idle']):.3f} |")
     print()
     print("| system | channel | raw BER | opened | lock s (median, max) | cosine (min) | extract RTF |")
     print("|---|---|---|---|---|---|---|")

@@ -143,8 +143,8 @@ def test_schedule_of_preamble_beacons_and_quiet_copies():
 
 
 def test_a_receiver_that_missed_the_preamble_locks_on_a_beacon(tiny_corpus):
-    """Between beacons the carrier is quiet and leaves the host's projection in (a better reconstruction,
-    not shipped: see sealed_voice); a receiver joining after the preamble locks on the next beacon alone."""
+    """Between beacons the shipped carrier is quiet and leaves the host's projection in (a better
+    reconstruction: see sealed_voice); a receiver joining after the preamble locks by the next beacon."""
     from csss_core.sealed_voice import QUIET_BEACON_CHANNEL
 
     cfg = QUIET_BEACON_CHANNEL
