@@ -201,9 +201,11 @@ class SSExtractor:
     ACTIVE = 4  # bit phases decoded at once (the most likely ones)
     DECAY = 0.9  # per batch, for the phase statistics (~1 s memory)
     # block RMS below which soft bits are no longer scaled up: quieter blocks (pauses, where the codec
-    # spends few bits) count less. -45 dBFS combines copies a little better (0.28 vs 0.31 % raw errors
-    # after 4 copies through Opus 96k) but decodes the single-copy preamble worse (a lock at the second
-    # copy 2 times in 12 vs 0 in 24)
+    # spends few bits) count less. ``benchmarks/receiver_design.py --part soft`` (one run): raw bit errors
+    # after summing 4 copies through Opus 96k, quiet carrier: 15.4 % with the plain correlation, 5.6 % at
+    # -45 dBFS, 7.1 % at -40, 8.8 % at -35 (lam 0.6 at -24 dB: 0.56 / 0.19 / 0.19 / 0.29 %). -40 rather
+    # than -45 keeps a margin for single-copy decodes: on the test suite's voices -45 opened the preamble
+    # from its first copy less often and made the 100 bit/s test below flaky.
     LEVEL_FLOOR = 10 ** (-40 / 20)
 
     def __init__(self, key: bytes | None, cfg: SSConfig = SSConfig()) -> None:
