@@ -241,7 +241,7 @@ def part_loss(corpus: Corpus, seeds: int = 6) -> None:
 
 def part_soft(corpus: Corpus) -> None:
     from csss_core.payload import SpeakerPayload, frame_bits, seal
-    from csss_core.stego_ss import SSExtractor, embed
+    from csss_core.stego_ss import SSExtractor, embed, extract_ss
 
     floors = {"raw": 1e3, "-45 dBFS": 10 ** (-45 / 20), "-40 dBFS": 10 ** (-40 / 20), "-35 dBFS": 10 ** (-35 / 20)}
     shipped = SSExtractor.LEVEL_FLOOR
@@ -276,10 +276,7 @@ def part_soft(corpus: Corpus) -> None:
             z = opus_roundtrip(embed(x, fb, pre), 16000, 96_000)
             for fname, fl in floors.items():
                 SSExtractor.LEVEL_FLOOR = fl
-                ex = SSExtractor(key, pre)
-                for i in range(0, len(z), 1600):
-                    if ex.push(z[i : i + 1600]).opened is not None:
-                        break
+                ex = extract_ss(z, key, pre)
                 first = ex.seconds_to_lock is not None and ex.seconds_to_lock <= len(fb) * pre.bit_len / 16000 + 0.1
                 opened[fname] = opened.get(fname, 0) + int(first)
     finally:

@@ -33,7 +33,7 @@ from csss_core.payload import ReceiverState, SpeakerPayload, frame_bits, new_key
 from csss_core.sealed_voice import EXTRA, HIDDEN_CHANNEL
 from csss_core.speaker import SpeakerEstimator, load_codebook
 from csss_core.stego_net import StegoNet, embed_net, extract_net, load_stego_net
-from csss_core.stego_ss import SSConfig, SSExtractor
+from csss_core.stego_ss import SSConfig, SSExtractor, extract_ss
 from csss_core.stego_ss import embed as ss_embed
 from csss_core.vocoder import analyze
 
@@ -88,13 +88,8 @@ def ss_system(cfg: SSConfig) -> System:
     """The spread-spectrum baseline at sealed_voice's settings."""
 
     def extract(z: np.ndarray, key: bytes) -> tuple[ReceiverState, float | None]:
-        ex = SSExtractor(key, cfg)
-        state = ex.receiver.state
-        for i in range(0, len(z), 1600):
-            state = ex.push(z[i : i + 1600])
-            if state.opened is not None:
-                break
-        return state, ex.seconds_to_lock
+        ex = extract_ss(z, key, cfg)
+        return ex.receiver.state, ex.seconds_to_lock
 
     def raw(z: np.ndarray) -> np.ndarray:
         m = len(z) // cfg.bit_len

@@ -310,14 +310,9 @@ def _cmd_reveal(args: argparse.Namespace) -> int:
         state, secs = reveal(y, key)
     else:
         from csss_core.sealed_voice import HIDDEN_CHANNEL
-        from csss_core.stego_ss import SSExtractor
+        from csss_core.stego_ss import extract_ss
 
-        ex = SSExtractor(key, HIDDEN_CHANNEL)
-        for i in range(0, len(y), 1600):
-            if ex.push(y[i : i + 1600]).opened is not None:
-                break
-        else:
-            ex.flush()
+        ex = extract_ss(y, key, HIDDEN_CHANNEL)
         state, secs = ex.receiver.state, ex.seconds_to_lock
     ext = extracted_from_state(state, secs)
     out = ext.to_json()

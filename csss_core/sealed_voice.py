@@ -22,7 +22,7 @@ from csss_core.audio import INTERNAL_SAMPLE_RATE
 from csss_core.converter import FrameMapper, convert, receiver_lifter
 from csss_core.payload import ReceiverState, SpeakerPayload, embedding_grid, frame_bits, seal
 from csss_core.speaker import SpeakerEmbedding
-from csss_core.stego_ss import SSConfig, SSExtractor, SSUnembedStage, embed
+from csss_core.stego_ss import SSConfig, SSExtractor, SSUnembedStage, embed, extract_ss
 from csss_core.vocoder import RECEIVER_VOICING
 
 # 16 chips per bit at 16 kHz: 1000 bit/s; with the compact payload one frame lasts 2.9 s.
@@ -101,16 +101,7 @@ class Extracted:
 
 def extract_identity(y: np.ndarray, key: bytes | None) -> Extracted:
     """Stream ``y`` (16 kHz) through the extractor until the payload opens or the audio ends."""
-    ex = SSExtractor(key, HIDDEN_CHANNEL)
-    state = ex.receiver.state
-    step = 1600  # 0.1 s: the lock time is known to this resolution
-    for i in range(0, len(y), step):
-        state = ex.push(y[i : i + step])
-        if state.opened is not None:
-            break
-    else:
-        ex.flush()
-    return extracted_from(ex)
+    return extracted_from(extract_ss(y, key, HIDDEN_CHANNEL))
 
 
 def extracted_from(ex: SSExtractor) -> Extracted:
