@@ -121,7 +121,7 @@ def test_acquisition_preamble_locks_fast_and_is_unembedded_after_it(tiny_corpus)
     st = SSUnembedStage(frame_bits(state.opened.data), ex.frame_origin, cfg, ex.receiver.polarity, payload_start=0)
     out = st.process(np.concatenate([y, np.zeros(cfg.bit_len, np.float32)]), 0)[cfg.bit_len :]
     lam, _ = cfg.schedule(np.arange(len(x) // cfg.bit_len), len(bits))
-    exact = np.repeat(lam < 1.0, cfg.bit_len)[pre:]  # the preamble and the beacons remove it for good
+    exact = np.repeat(lam < 1.0, cfg.bit_len)[pre:]  # the preamble (and lam-1 beacons) remove it for good
     assert exact.mean() > 0.5
     assert snr_db(x[pre:][exact], out[pre:][exact]) > 60.0  # elsewhere after the preamble: exact
     # in the preamble the host's projection is gone for good; the added carrier is still taken out
