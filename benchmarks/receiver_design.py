@@ -45,7 +45,7 @@ from csss_core.channel import opus_roundtrip
 from csss_core.converter import FrameMapper, convert, receiver_lifter
 from csss_core.corpus import Corpus, build_corpus, pool_voices, real_voice
 from csss_core.evaluation.attackers import GE2EAttacker
-from csss_core.payload import new_key
+from csss_core.payload import embedding_grid, new_key
 from csss_core.speaker import SpeakerEmbedding
 from csss_core.vocoder import SENDER_VOICING, Frames, Voicing, analyze, process_offline
 
@@ -203,6 +203,8 @@ def part_loss(corpus: Corpus, seeds: int = 6) -> None:
     schedules = [("lam 0.6 at -24 dB (ISS_CHANNEL)", sv.ISS_CHANNEL),
                  ("quiet, beacon every third copy", sv.QUIET_BEACON_CHANNEL)]
     key = new_key()
+    bits = sv.identity_bits(np.zeros(embedding_grid().dim), 0, 0, 1.0, key)  # a frame as long as the senders'
+    frame = len(bits) * shipped.bit_len / 16000  # seconds per copy
     rows: dict[tuple[str, str, float], list[float]] = {}
     since = []
     try:
@@ -216,8 +218,7 @@ def part_loss(corpus: Corpus, seeds: int = 6) -> None:
                 since.append(sender.status.embedding_since_s or np.nan)
                 yc = opus_roundtrip(y, 48000, 96_000)
                 n = len(yc) // fr
-                frame = len(sender._embed.bits) * cfg.bit_len * 3 if sender._embed is not None else 0
-                after = int((sender.status.embedding_since_s or 0.0) * 16000 * 3 + 2 * frame) // fr + 1
+                after = int(((sender.status.embedding_since_s or 0.0) + 2 * frame) * 48000) // fr + 1
                 for loss in (0.0, 0.05, 0.10, 0.20):
                     for seed in range(seeds if loss else 1):
                         lost = np.random.default_rng(seed).random(n) < loss
