@@ -152,6 +152,7 @@ def part_schedule(corpus: Corpus, ge2e: GE2EAttacker) -> None:
                  ("lam 0.6 at -24 dB (ISS_CHANNEL)", sv.ISS_CHANNEL),
                  ("quiet, lam-1 beacon every third copy", replace(sv.QUIET_BEACON_CHANNEL, beacon_lam=1.0)),
                  ("quiet, lam-0.6 beacon every third copy", replace(sv.QUIET_BEACON_CHANNEL, beacon_lam=0.6)),
+                 ("quiet, lam-0.6 beacon every 2nd copy", replace(sv.QUIET_BEACON_CHANNEL, beacon_every=2)),
                  ("quiet, lam-1 beacon every fourth copy",
                   replace(sv.QUIET_BEACON_CHANNEL, beacon_every=4, beacon_lam=1.0))]
     seconds, st = 45, 7 * 16000
@@ -201,7 +202,8 @@ def part_loss(corpus: Corpus, seeds: int = 6) -> None:
     fr, seconds = 960, 30
     shipped = sv.HIDDEN_CHANNEL
     schedules = [("lam 0.6 at -24 dB (ISS_CHANNEL)", sv.ISS_CHANNEL),
-                 ("quiet, beacon every third copy", sv.QUIET_BEACON_CHANNEL)]
+                 ("quiet, beacon every third copy", sv.QUIET_BEACON_CHANNEL),
+                 ("quiet, beacon every 2nd copy", replace(sv.QUIET_BEACON_CHANNEL, beacon_every=2))]
     key = new_key()
     bits = sv.identity_bits(np.zeros(embedding_grid().dim), 0, 0, 1.0, key)  # a frame as long as the senders'
     frame = len(bits) * shipped.bit_len / 16000  # seconds per copy
