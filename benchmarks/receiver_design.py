@@ -25,6 +25,15 @@ copies at the true alignment (4 corpus voices x 30 s, Opus 96k and 32k, the lam 
 carrier without preamble), and how often a receiver opens the lam-1 preamble from its first copy alone
 (12 trials, Opus 96k).
 
+``--part analysis``: where the reconstruction loses the voice and the words, offline without a hidden channel
+(8 corpus voices x 5 sentences): the receiver rebuilds the sender's frames (F0, harmonicity, power,
+envelope) by analyzing the pseudo-voice, maps them back and synthesizes. Each row gives it some of the
+sender's true frames instead: how much of the gap to copy synthesis each parameter's estimation error
+costs (GE2E cosine and PESQ-WB to the original, medians; WER pooled, Whisper tiny.en). "envelope only at
+the pseudo-voice's harmonics" gives it the true envelope sampled where the pseudo-voice has harmonics
+(exactly what an ideal analysis of voiced frames could measure) and refits the rest: the limit of any
+analysis of the pseudo-voice with this sender.
+
     .venv/bin/python benchmarks/receiver_design.py --corpus corpus --part PART    # one of the parts above
 """
 
@@ -40,14 +49,14 @@ import torch
 
 import csss_core.sealed_voice as sv
 from csss_core.anonymizer import Anonymizer
-from csss_core.audio import read_audio, resample
+from csss_core.audio import INTERNAL_SAMPLE_RATE, read_audio, resample
 from csss_core.channel import opus_roundtrip
 from csss_core.converter import FrameMapper, convert, receiver_lifter
 from csss_core.corpus import Corpus, build_corpus, pool_voices, real_voice
 from csss_core.evaluation.attackers import GE2EAttacker
 from csss_core.payload import embedding_grid, new_key
 from csss_core.speaker import SpeakerEmbedding
-from csss_core.vocoder import SENDER_VOICING, Frames, Voicing, analyze, process_offline
+from csss_core.vocoder import RECEIVER_VOICING, SENDER_VOICING, Frames, Voicing, analyze, process_offline
 
 VOICES = ["fest_ked", "flite_awb", "flite_slt", "esp_us_f1", "esp_gb_m5", "fest_slt_hts", "flite_rms", "esp_us_m3"]
 
@@ -177,7 +186,7 @@ def part_schedule(corpus: Corpus, ge2e: GE2EAttacker) -> None:
                 if ok and not have_ceiling:  # once per voice: the identity data is the same in every schedule
                     have_ceiling = True
                     plain = opus_roundtrip(r.audio, 16000, 96_000)
-                    rec = convert(plain, sv.reconstruction_mapper(ext, anon), voicing=sv.RECEIVER_VOICING)
+                    rec = convert(plain, sv.reconstruction_mapper(ext, anon), voicing=RECEIVER_VOICING)
                     ceiling.append(float(ea @ ge2e.embed(rec[st:])))
                 rows[name][1].append(np.inf if ext.seconds_to_lock is None else ext.seconds_to_lock)
                 late = (sv.extract_identity(yo[j:], key).seconds_to_lock for j in joins)
@@ -298,11 +307,132 @@ def part_soft(corpus: Corpus) -> None:
           + ", ".join(f"{f} {n}/12" for f, n in opened.items()) + f"; shipped floor {20 * np.log10(shipped):.0f} dBFS")
 
 
+def _harmonic_basis(measured: Frames) -> tuple[torch.Tensor, torch.Tensor]:
+    """(basis [frames, harmonics, N_CEP], usable [frames, harmonics]) at ``measured``'s F0.
+
+    The vocoder's log envelope at frequency f is linear in the mel-cepstrum (inverse DCT, then linear
+    interpolation between mel band centres: :func:`csss_core.vocoder.envelope_at`); ``basis`` is that map at
+    each harmonic. Usable: below Nyquist - 200 Hz in voiced frames with harmonicity >= 0.5.
+    """
+    from csss_core import vocoder as voc
+
+    k = torch.arange(1, voc.K_MAX + 1, dtype=torch.float64)
+    hf = measured.f0[:, None] * k[None, :]
+    usable = (hf < voc.SR / 2 - 200.0) & (measured.f0[:, None] > 0) & (measured.harm[:, None] >= 0.5)
+    centres = voc._MEL_CENTRES
+    pos = ((voc._mel(torch.where(usable, hf, 0.0)) - centres[0]) / (centres[1] - centres[0])).clamp(0, voc.N_MEL - 1)
+    i0 = pos.floor().long().clamp(0, voc.N_MEL - 2)
+    interp = torch.zeros(*hf.shape, voc.N_MEL, dtype=torch.float64)
+    interp.scatter_(-1, i0[..., None], (1 - (pos - i0))[..., None])
+    interp.scatter_add_(-1, (i0 + 1)[..., None], (pos - i0)[..., None])
+    return interp @ voc._DCT[: voc.N_CEP, :].T, usable
+
+
+def _fit_envelope(basis: torch.Tensor, usable: torch.Tensor, target: torch.Tensor, prior: torch.Tensor,
+                  pull: float) -> torch.Tensor:
+    """Least-squares mel-cepstra for log envelope values ``target`` at the usable harmonics, pulled towards
+    ``prior`` by ``pull`` (c0, the level, is free: the envelope does not use it); frames with fewer than 8
+    usable harmonics keep ``prior``."""
+    from csss_core.vocoder import N_CEP
+
+    w = usable.double()
+    reg = pull * torch.eye(N_CEP, dtype=torch.float64)
+    reg[0, 0] = 1e-9
+    gram = torch.einsum("nki,nkj,nk->nij", basis, basis, w) + reg
+    fit = torch.linalg.solve(gram, torch.einsum("nki,nk,nk->ni", basis, target, w) + prior @ reg)
+    return torch.where((usable.sum(1) >= 8)[:, None], fit, prior)
+
+
+def harmonic_peaks(y: np.ndarray, measured: Frames) -> torch.Tensor:
+    """Log power of each harmonic of ``measured``'s F0 in ``y`` (16 kHz), read at the frame centres: the
+    peak of a 32 ms Hann window's spectrum (zero-padded to 4096 points) near each harmonic, refined by a
+    parabola. Over the harmonic share (:func:`csss_core.vocoder._harmonic_fraction`) this is the log envelope
+    up to a constant."""
+    from csss_core import vocoder as voc
+
+    n = len(measured)
+    half = voc.ENV_WIN // 2
+    yp = np.concatenate([np.zeros(half), np.asarray(y, np.float64), np.zeros(half + n * voc.HOP)])
+    idx = np.arange(n)[:, None] * voc.HOP + np.arange(voc.ENV_WIN)[None, :]
+    win = torch.from_numpy(yp[idx]) * torch.hann_window(voc.ENV_WIN, periodic=False, dtype=torch.float64)
+    nfft = 4096
+    spec = torch.log((torch.fft.rfft(win, nfft).abs() ** 2).clamp(min=1e-20))
+    k = torch.arange(1, voc.K_MAX + 1, dtype=torch.float64)
+    hf = measured.f0[:, None] * k[None, :]
+    near = (hf / (voc.SR / nfft)).round().long().clamp(3, nfft // 2 - 4)
+    around = torch.stack([spec.gather(1, near + d) for d in range(-3, 4)], -1)  # +-3 bins of 3.9 Hz
+    top = around.argmax(-1).clamp(1, 5)
+    a, b, c = (around.gather(-1, (top + d)[..., None])[..., 0] for d in (-1, 0, 1))
+    den = a - 2 * b + c
+    p = torch.where(den.abs() > 1e-9, 0.5 * (a - c) / den, torch.zeros_like(den)).clamp(-1, 1)
+    peak = b - 0.25 * (a - c) * p
+    return peak - torch.log(voc._harmonic_fraction(measured.harm, hf).clamp(min=1e-3))
+
+
+def part_analysis(corpus: Corpus, ge2e: GE2EAttacker) -> None:
+    from csss_core.evaluation.metrics import corpus_wer, pesq_wb
+    from csss_core.evaluation.quality import get_asr
+
+    anon = Anonymizer()
+    cb = anon.cb
+    asr = get_asr()
+    lift = torch.from_numpy(receiver_lifter())
+    gap = np.zeros(INTERNAL_SAMPLE_RATE * 3 // 10, np.float32)
+    names = ["original", "copy synthesis (one pass)", "pseudo-voice", "receiver as shipped (analysis + lifter)",
+             "+ true F0 and harmonicity", "+ true power", "+ true envelope",
+             "envelope only at the pseudo-voice's harmonics", "envelope fitted to measured harmonic peaks",
+             "all frames true"]
+    cos: dict[str, list[float]] = {n: [] for n in names}
+    pesq: dict[str, list[float]] = {n: [] for n in names}
+    words: dict[str, list[tuple[str, str]]] = {n: [] for n in names}
+    for i, spk in enumerate(VOICES):
+        us = [u for u in corpus.split("trial") if u.speaker == spk][:5]
+        bounds, parts, at = [], [], 0
+        for u in us:
+            w = read_audio(corpus.path(u))[0].astype(np.float32)
+            parts += [w, gap]
+            bounds.append((at, at + len(w)))
+            at += len(w) + len(gap)
+        x = np.concatenate(parts)
+        r = anon.anonymize(x, 300 + i)
+        real = SpeakerEmbedding.from_vector(r.source, cb.k)
+        pseudo = SpeakerEmbedding.from_vector(r.pseudo, cb.k)
+        sent = FrameMapper(cb, real, pseudo, r.offsets)(analyze(x))  # what the sender synthesized
+        got = analyze(r.audio, voicing=RECEIVER_VOICING)
+        n = min(len(sent), len(got))
+        sent, got = sent.select(slice(0, n)), got.select(slice(0, n))
+        lifted = got.mcep * lift
+        back = FrameMapper(cb, pseudo, real, r.offsets.inverse(), undo=True)  # the lifter is applied above
+        basis, usable = _harmonic_basis(got)
+        at_harmonics = torch.einsum("nki,ni->nk", basis, sent.mcep)  # the true envelope where y has harmonics
+        peaks = harmonic_peaks(r.audio, got)  # what a peak-reading analysis measures there
+        frames = {
+            names[3]: Frames(got.f0, got.harm, got.power, lifted),
+            names[4]: Frames(sent.f0, sent.harm, got.power, lifted),
+            names[5]: Frames(got.f0, got.harm, sent.power, lifted),
+            names[6]: Frames(got.f0, got.harm, got.power, sent.mcep),
+            names[7]: Frames(got.f0, got.harm, got.power, _fit_envelope(basis, usable, at_harmonics, lifted, 1e-3)),
+            names[8]: Frames(got.f0, got.harm, got.power, _fit_envelope(basis, usable, peaks, lifted, 0.05)),
+            names[9]: sent,
+        }
+        out = {names[0]: x, names[1]: process_offline(x), names[2]: r.audio}
+        out.update({k: synth(back(f), len(x)) for k, f in frames.items()})
+        e = ge2e.embed(x)
+        for k, y in out.items():
+            cos[k].append(float(e @ ge2e.embed(y)))
+            pesq[k].append(pesq_wb(x, y))
+            words[k] += [(u.text, asr.transcribe(y[a:b])) for (a, b), u in zip(bounds, us, strict=True)]
+        print(f"{spk}: " + ", ".join(f"{k.split(' (')[0]} {cos[k][-1]:.3f}" for k in names[2:]), flush=True)
+    print(f"\n{'':48s} GE2E cos  PESQ-WB  WER %   ({len(VOICES)} voices x 5 sentences, no hidden channel, one run)")
+    for k in names:
+        print(f"{k:48s} {np.median(cos[k]):8.3f} {np.median(pesq[k]):8.2f} {100 * corpus_wer(words[k]):6.1f}")
+
+
 def main() -> None:
     """Run one part."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--corpus", default="corpus")
-    parts = ["sender_voicing", "vocoder", "voicing", "schedule", "loss", "soft"]
+    parts = ["sender_voicing", "vocoder", "voicing", "schedule", "loss", "soft", "analysis"]
     ap.add_argument("--part", choices=parts, required=True)
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -317,6 +447,8 @@ def main() -> None:
         part_loss(Corpus.load(a.corpus))
     elif a.part == "soft":
         part_soft(Corpus.load(a.corpus))
+    elif a.part == "analysis":
+        part_analysis(Corpus.load(a.corpus), ge2e)
     else:
         part_schedule(Corpus.load(a.corpus), ge2e)
 
