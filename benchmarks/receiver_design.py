@@ -319,12 +319,10 @@ def _harmonic_basis(measured: Frames) -> tuple[torch.Tensor, torch.Tensor]:
     k = torch.arange(1, voc.K_MAX + 1, dtype=torch.float64)
     hf = measured.f0[:, None] * k[None, :]
     usable = (hf < voc.SR / 2 - 200.0) & (measured.f0[:, None] > 0) & (measured.harm[:, None] >= 0.5)
-    centres = voc._MEL_CENTRES
-    pos = ((voc._mel(torch.where(usable, hf, 0.0)) - centres[0]) / (centres[1] - centres[0])).clamp(0, voc.N_MEL - 1)
-    i0 = pos.floor().long().clamp(0, voc.N_MEL - 2)
+    i0, fr = voc.mel_band_position(torch.where(usable, hf, 0.0))
     interp = torch.zeros(*hf.shape, voc.N_MEL, dtype=torch.float64)
-    interp.scatter_(-1, i0[..., None], (1 - (pos - i0))[..., None])
-    interp.scatter_add_(-1, (i0 + 1)[..., None], (pos - i0)[..., None])
+    interp.scatter_(-1, i0[..., None], (1 - fr)[..., None])
+    interp.scatter_add_(-1, (i0 + 1)[..., None], fr[..., None])
     return interp @ voc._DCT[: voc.N_CEP, :].T, usable
 
 

@@ -213,16 +213,23 @@ def analyze_windows(win: torch.Tensor, voicing: Voicing = SENDER_VOICING) -> Fra
     return Frames(f0, harm, power, mcep)
 
 
+def mel_band_position(freqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where ``freqs`` (Hz) fall between the mel band centres: (lower band index, fraction towards the next).
+
+    The envelope's log value at a frequency is the linear interpolation of the log-mel bands there.
+    """
+    centres = _MEL_CENTRES.to(freqs.device)
+    pos = ((_mel(freqs.clamp(min=0.0)) - centres[0]) / (centres[1] - centres[0])).clamp(0, N_MEL - 1)
+    i0 = pos.floor().long().clamp(0, N_MEL - 2)
+    return i0, pos - i0
+
+
 def envelope_at(mcep: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     """Envelope power at ``freqs`` (Hz) [n, m] from mel-cepstra [n, N_CEP] (relative units)."""
     full = torch.zeros(mcep.shape[0], N_MEL, dtype=mcep.dtype, device=mcep.device)
     full[:, :N_CEP] = mcep
     logmel = full @ _DCT.to(mcep.device)  # inverse of an orthonormal DCT is its transpose
-    m = _mel(freqs.clamp(min=0.0)).to(mcep.device)
-    centres = _MEL_CENTRES.to(mcep.device)
-    pos = ((m - centres[0]) / (centres[1] - centres[0])).clamp(0, N_MEL - 1)
-    i0 = pos.floor().long().clamp(0, N_MEL - 2)
-    fr = pos - i0
+    i0, fr = mel_band_position(freqs.to(mcep.device))
     val = logmel.gather(1, i0) * (1 - fr) + logmel.gather(1, i0 + 1) * fr
     return torch.exp(val - logmel.max(dim=1, keepdim=True).values)
 
