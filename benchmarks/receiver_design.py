@@ -56,7 +56,16 @@ from csss_core.corpus import Corpus, build_corpus, pool_voices, real_voice
 from csss_core.evaluation.attackers import GE2EAttacker
 from csss_core.payload import embedding_grid, new_key
 from csss_core.speaker import SpeakerEmbedding
-from csss_core.vocoder import RECEIVER_VOICING, SENDER_VOICING, Frames, Voicing, analyze, process_offline
+from csss_core.vocoder import (
+    POWER_DEBLUR,
+    RECEIVER_VOICING,
+    SENDER_VOICING,
+    Frames,
+    Voicing,
+    analyze,
+    deblurred_power,
+    process_offline,
+)
 
 VOICES = ["fest_ked", "flite_awb", "flite_slt", "esp_us_f1", "esp_gb_m5", "fest_slt_hts", "flite_rms", "esp_us_m3"]
 
@@ -147,7 +156,8 @@ def part_voicing(ge2e: GE2EAttacker) -> None:
             inv = FrameMapper(cb, pseudo, real, r.offsets.inverse(), lifter=receiver_lifter(), undo=True)
             e = ge2e.embed(x)
             for v in settings:
-                rows.setdefault(v, []).append(float(e @ ge2e.embed(convert(r.audio, inv, voicing=v))))
+                rec = convert(r.audio, inv, voicing=v, power_deblur=POWER_DEBLUR)
+                rows.setdefault(v, []).append(float(e @ ge2e.embed(rec)))
     for v, c in rows.items():
         print(f"voiced below aperiodicity {v.threshold:.2f}, fully harmonic below {v.full - 0.25:.2f}: "
               f"reconstruction GE2E cosine mean {np.mean(c):.3f}, median {np.median(c):.3f} ({len(c)} pool voices)")
@@ -186,7 +196,8 @@ def part_schedule(corpus: Corpus, ge2e: GE2EAttacker) -> None:
                 if ok and not have_ceiling:  # once per voice: the identity data is the same in every schedule
                     have_ceiling = True
                     plain = opus_roundtrip(r.audio, 16000, 96_000)
-                    rec = convert(plain, sv.reconstruction_mapper(ext, anon), voicing=RECEIVER_VOICING)
+                    rec = convert(plain, sv.reconstruction_mapper(ext, anon), voicing=RECEIVER_VOICING,
+                                  power_deblur=POWER_DEBLUR)
                     ceiling.append(float(ea @ ge2e.embed(rec[st:])))
                 rows[name][1].append(np.inf if ext.seconds_to_lock is None else ext.seconds_to_lock)
                 late = (sv.extract_identity(yo[j:], key).seconds_to_lock for j in joins)
@@ -376,8 +387,8 @@ def part_analysis(corpus: Corpus, ge2e: GE2EAttacker) -> None:
     asr = get_asr()
     lift = torch.from_numpy(receiver_lifter())
     gap = np.zeros(INTERNAL_SAMPLE_RATE * 3 // 10, np.float32)
-    names = ["original", "copy synthesis (one pass)", "pseudo-voice", "receiver as shipped (analysis + lifter)",
-             "+ true F0 and harmonicity", "+ true power", "+ true envelope",
+    names = ["original", "copy synthesis (one pass)", "pseudo-voice", "receiver without the power de-blur",
+             "receiver as shipped (+ power de-blur)", "+ true F0 and harmonicity", "+ true power", "+ true envelope",
              "envelope only at the pseudo-voice's harmonics", "envelope fitted to measured harmonic peaks",
              "all frames true"]
     cos: dict[str, list[float]] = {n: [] for n in names}
@@ -404,14 +415,17 @@ def part_analysis(corpus: Corpus, ge2e: GE2EAttacker) -> None:
         basis, usable = _harmonic_basis(got)
         at_harmonics = torch.einsum("nki,ni->nk", basis, sent.mcep)  # the true envelope where y has harmonics
         peaks = harmonic_peaks(r.audio, got)  # what a peak-reading analysis measures there
+        p = got.power  # de-blurred as the receiver's vocoder stage does (the last frame has no next one)
+        power = torch.cat([deblurred_power(p[:-1], torch.cat([p[:1], p[:-2]]), p[1:], POWER_DEBLUR), p[-1:]])
         frames = {
             names[3]: Frames(got.f0, got.harm, got.power, lifted),
-            names[4]: Frames(sent.f0, sent.harm, got.power, lifted),
-            names[5]: Frames(got.f0, got.harm, sent.power, lifted),
-            names[6]: Frames(got.f0, got.harm, got.power, sent.mcep),
-            names[7]: Frames(got.f0, got.harm, got.power, _fit_envelope(basis, usable, at_harmonics, lifted, 1e-3)),
-            names[8]: Frames(got.f0, got.harm, got.power, _fit_envelope(basis, usable, peaks, lifted, 0.05)),
-            names[9]: sent,
+            names[4]: Frames(got.f0, got.harm, power, lifted),
+            names[5]: Frames(sent.f0, sent.harm, power, lifted),
+            names[6]: Frames(got.f0, got.harm, sent.power, lifted),
+            names[7]: Frames(got.f0, got.harm, power, sent.mcep),
+            names[8]: Frames(got.f0, got.harm, power, _fit_envelope(basis, usable, at_harmonics, lifted, 1e-3)),
+            names[9]: Frames(got.f0, got.harm, power, _fit_envelope(basis, usable, peaks, lifted, 0.05)),
+            names[10]: sent,
         }
         out = {names[0]: x, names[1]: process_offline(x), names[2]: r.audio}
         out.update({k: synth(back(f), len(x)) for k, f in frames.items()})

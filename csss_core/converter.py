@@ -130,6 +130,7 @@ class ConverterStage:
         self._voc.reset()
 
 
-def convert(x: np.ndarray, mapper: FrameMapper, device: str = "cpu", voicing: Voicing = SENDER_VOICING) -> np.ndarray:
+def convert(x: np.ndarray, mapper: FrameMapper, device: str = "cpu", voicing: Voicing = SENDER_VOICING,
+            power_deblur: float = 0.0) -> np.ndarray:
     """Convert a whole 16 kHz signal (same result as streaming, time-aligned with ``x``)."""
-    return process_offline(x, mapper, device=device, voicing=voicing)
+    return process_offline(x, mapper, device=device, voicing=voicing, power_deblur=power_deblur)

@@ -44,7 +44,7 @@ from csss_core.sealed_voice import (
 from csss_core.speaker import MODEL_DIR, SpeakerEmbedding, SpeakerEstimator
 from csss_core.stage import StreamingResampler
 from csss_core.stego_ss import SSEmbedStage, SSExtractor, SSUnembedStage
-from csss_core.vocoder import DELAY, HOP, LOOKAHEAD, RECEIVER_VOICING, SENDER_VOICING, VocoderStage
+from csss_core.vocoder import DELAY, HOP, LOOKAHEAD, POWER_DEBLUR, RECEIVER_VOICING, SENDER_VOICING, VocoderStage
 
 CALL_RATE = 48_000
 BLOCK = 320  # 20 ms at 16 kHz: a multiple of the vocoder hop and of the hidden channel's bit length
@@ -362,8 +362,9 @@ class ReceiverEngine:
     ``crossfade_s`` after the converter has warmed up. Both paths have the converter's delay, so
     the switch does not jump in time.
 
-    ``matched``: the receiver's analysis is matched to the sender's vocoder (:data:`RECEIVER_VOICING`
-    and the de-blurring lifter); False analyzes the pseudo-voice like natural speech (for comparison).
+    ``matched``: the receiver's analysis is matched to the sender's vocoder (:data:`RECEIVER_VOICING`,
+    the de-blurring lifter and :data:`POWER_DEBLUR`, which adds one 10 ms hop of delay); False analyzes
+    the pseudo-voice like natural speech (for comparison).
     """
 
     WARMUP = 3 * LOOKAHEAD  # samples the converter runs before its output is used
@@ -376,8 +377,10 @@ class ReceiverEngine:
         self.device = device
         self._xfade = max(1, int(crossfade_s * INTERNAL_SAMPLE_RATE))
         self._extractor: SSExtractor | None = SSExtractor(key, HIDDEN_CHANNEL) if key is not None else None
-        # the reconstruction path also waits one hidden-channel bit (the unembedding stage's delay)
-        self._delay = _delay_line(DELAY + HIDDEN_CHANNEL.bit_len)
+        # the converter's delay (one hop more when matched: the power de-blur waits for the next frame); the
+        # reconstruction path also waits one hidden-channel bit (the unembedding stage's delay)
+        self._conv_latency = DELAY + (HOP if matched else 0)
+        self._delay = _delay_line(self._conv_latency + HIDDEN_CHANNEL.bit_len)
         self._conv: VocoderStage | None = None
         self._unembed: SSUnembedStage | None = None
         self._conv_delay = _delay_line(HIDDEN_CHANNEL.bit_len)  # used when there is no unembedding
@@ -399,7 +402,7 @@ class ReceiverEngine:
     def latency_s(self) -> float:
         """Algorithmic delay: resamplers, the converter's delay and one hidden-channel bit (the
         unembedding); the pass-through path is delayed to match."""
-        return self._blocks.latency_s + (DELAY + HIDDEN_CHANNEL.bit_len) / INTERNAL_SAMPLE_RATE
+        return self._blocks.latency_s + (self._conv_latency + HIDDEN_CHANNEL.bit_len) / INTERNAL_SAMPLE_RATE
 
     def explain(self) -> str:
         """Why there is no lock (yet), in words: no payload seen, incomplete, or refused and why."""
@@ -419,7 +422,9 @@ class ReceiverEngine:
         except ValueError as exc:
             self.status.reason = str(exc)
             return
-        self._conv = VocoderStage(mapper, self.device, voicing=RECEIVER_VOICING if self.matched else SENDER_VOICING)
+        self._conv = VocoderStage(mapper, self.device, voicing=RECEIVER_VOICING if self.matched else SENDER_VOICING,
+                                  power_deblur=POWER_DEBLUR if self.matched else 0.0)
+        assert self._conv.latency_samples == self._conv_latency
         self._unembed = unembed_stage(ext, self._ext_base) if self.matched else None
         self.status.locked = True
         self.status.authenticated = ext.authenticated

@@ -23,7 +23,7 @@ from csss_core.converter import FrameMapper, convert, receiver_lifter
 from csss_core.payload import ReceiverState, SpeakerPayload, embedding_grid, frame_bits, seal
 from csss_core.speaker import SpeakerEmbedding
 from csss_core.stego_ss import SSConfig, SSExtractor, SSUnembedStage, embed, extract_ss
-from csss_core.vocoder import RECEIVER_VOICING
+from csss_core.vocoder import POWER_DEBLUR, RECEIVER_VOICING
 
 # 16 chips per bit at 16 kHz: 1000 bit/s; with the compact payload one frame lasts 2.9 s.
 # The first two copies of the frame are an acquisition preamble with the host's projection on the
@@ -116,7 +116,8 @@ def reconstruction_mapper(ext: Extracted, anonymizer: Anonymizer, matched: bool 
     """The frame transform that turns the pseudo-voice back into the real speaker's voice.
 
     ``matched``: first undo the envelope blur of the sender's vocoder (:func:`receiver_lifter`); the
-    frames should then come from an analysis with :data:`RECEIVER_VOICING`.
+    frames should then come from an analysis with :data:`RECEIVER_VOICING` and the power de-blurred
+    (:data:`POWER_DEBLUR`).
     """
     if ext.embedding is None or ext.seed is None or ext.draw_index is None or not ext.beta:
         raise ValueError(f"cannot reconstruct: {ext.reason}")
@@ -177,4 +178,5 @@ def remove_hidden_channel(y: np.ndarray, ext: Extracted) -> np.ndarray:
 
 def reconstruct(y: np.ndarray, ext: Extracted, anonymizer: Anonymizer) -> np.ndarray:
     """Convert the received pseudo-voice back into the real speaker's voice (hidden channel removed first)."""
-    return convert(remove_hidden_channel(y, ext), reconstruction_mapper(ext, anonymizer), voicing=RECEIVER_VOICING)
+    return convert(remove_hidden_channel(y, ext), reconstruction_mapper(ext, anonymizer), voicing=RECEIVER_VOICING,
+                   power_deblur=POWER_DEBLUR)

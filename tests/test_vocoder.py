@@ -4,7 +4,17 @@ import pytest
 from csss_core.audio import AudioChunk
 from csss_core.evaluation.attackers import get_attacker
 from csss_core.stage import run_streaming
-from csss_core.vocoder import DELAY, HOP, LOOKAHEAD, VocoderStage, analyze, process_offline
+from csss_core.vocoder import (
+    DELAY,
+    HOP,
+    LOOKAHEAD,
+    POWER_DEBLUR,
+    Frames,
+    VocoderStage,
+    analyze,
+    deblurred_power,
+    process_offline,
+)
 
 from .conftest import speech
 
@@ -18,6 +28,56 @@ def test_streaming_equals_offline_for_any_chunking(tiny_corpus):
         streamed = run_streaming(st, np.concatenate([x, np.zeros(LOOKAHEAD * 3, np.float32)]), 16000, chunk)
         assert np.max(np.abs(streamed[DELAY : DELAY + len(x)] - offline)) < 1e-5
     assert VocoderStage().latency_s == pytest.approx(0.03)
+
+
+def test_power_deblur_stage_streams_like_offline_one_hop_later(tiny_corpus):
+    # the receiver's de-blurred power needs the next frame: one hop more delay, the same output in any chunking,
+    # and exactly the frames a whole-signal computation of deblurred_power gives
+    import torch
+
+    x = speech(tiny_corpus, "fest_ked", 0)[: 16000 * 2]
+    x = x[: len(x) - len(x) % (HOP * 6)]
+    st = VocoderStage(power_deblur=POWER_DEBLUR)
+    assert st.latency_samples == DELAY + HOP and st.latency_s == pytest.approx(0.04)
+    offline = process_offline(x, power_deblur=POWER_DEBLUR)
+    assert len(offline) == len(x)
+    for chunk in (320, HOP * 3, HOP * 7):
+        streamed = run_streaming(VocoderStage(power_deblur=POWER_DEBLUR),
+                                 np.concatenate([x, np.zeros(LOOKAHEAD * 4, np.float32)]), 16000, chunk)
+        assert np.max(np.abs(streamed[DELAY + HOP : DELAY + HOP + len(x)] - offline)) < 1e-5
+    fr = analyze(x)
+    p = fr.power
+    want = deblurred_power(p[:-1], torch.cat([p[:1], p[:-2]]), p[1:], POWER_DEBLUR)
+    seen: list[torch.Tensor] = []
+
+    def spy(f: Frames) -> Frames:
+        seen.append(f.power.clone())
+        return f
+
+    process_offline(x, spy, power_deblur=POWER_DEBLUR)
+    got = torch.cat(seen)
+    n = min(len(got), len(want))
+    assert n >= len(p) - 2
+    assert torch.allclose(got[:n], want[:n])
+    # time-aligned with the input: the copy's frame-power contour matches the input's best at lag 0
+    px, py = np.log(p.numpy() + 1e-9), np.log(analyze(offline).power.numpy() + 1e-9)
+    corr = [np.corrcoef(px[5:-5], np.roll(py, -lag)[5:-5])[0, 1] for lag in range(-3, 4)]
+    assert int(np.argmax(corr)) - 3 == 0
+    # it differs from the plain copy, and only where the power changes (a steady contour is unchanged)
+    assert not np.allclose(offline, process_offline(x), atol=1e-4)
+    steady = torch.full((5,), 0.3, dtype=torch.float64)
+    assert torch.allclose(deblurred_power(steady, steady, steady, 0.1), steady)
+
+
+def test_deblurred_power_empties_a_quiet_frame_between_loud_ones():
+    import torch
+
+    p = torch.tensor([1e-6], dtype=torch.float64)
+    loud = torch.tensor([1e-3], dtype=torch.float64)
+    q = deblurred_power(p, loud, loud, 0.1)
+    assert float(q) == pytest.approx(0.1 * 1e-6)  # the floor: 10 % of what was measured, never negative
+    # a loud frame next to quiet ones gains what its neighbours took: (1 + 2a) p - a (..)
+    assert float(deblurred_power(loud, p, p, 0.1)) == pytest.approx(1.2e-3 - 0.2e-6)
 
 
 def test_copy_synthesis_keeps_voice_level_and_pitch(tiny_corpus):
