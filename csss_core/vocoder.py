@@ -153,9 +153,10 @@ RECEIVER_VOICING = SENDER_VOICING
 # spread over the 32 ms window of a second analysis, which fills quiet frames (stop closures, pauses) from their
 # loud neighbours. ``deblurred_power`` takes ``a`` of each neighbour's power back out (symmetric, so it needs the
 # next frame: one more hop of delay). ``benchmarks/receiver_design.py --part analysis`` (8 corpus voices, offline,
-# one run): reconstruction GE2E cosine median 0.902 -> 0.907 (every voice up or equal), WER 30.1 -> 27.9 %, with
-# a = 0.1; 0.15 gave 0.910 and 30.1 %; a causal version (previous frame only) 0.904 / 30.8 % (a = 0.1) and
-# 0.906 / 33.3 % (a = 0.2); the sender's true power would give 25.3 %.
+# one run): reconstruction GE2E cosine median 0.902 -> 0.907 (every voice up or equal), PESQ-WB 1.61 -> 1.64,
+# WER 30.1 -> 27.9 %; the sender's true power would give 25.3 %. Chosen on the same voices with a /tmp script
+# (same frames, one run each): a = 0.15 gave 0.910 and 30.1 %, a causal version (previous frame only, no delay)
+# 0.904 / 30.8 % (a = 0.1) and 0.906 / 33.3 % (a = 0.2).
 POWER_DEBLUR = 0.1
 DEBLUR_FLOOR = 0.1  # never below this share of the measured power
 
