@@ -523,8 +523,13 @@ class Call:
             if state == "connected" and self._connected_at is None:
                 self._connected_at = time.monotonic()
                 self.report.connected = True
-            elif state in ("failed", "closed"):
-                self._finish(f"connection-{state}")
+            elif state == "failed":
+                self._finish("connection-failed")
+            elif state == "closed":
+                # this party closes its connection only after the call has finished: a close before that is
+                # aiortc shutting down because the peer closed its DTLS transport, i.e. the peer hung up (its
+                # bye, relayed by the server, can arrive a moment later)
+                self._finish("peer-left")
 
     async def _wait(self) -> None:
         t0 = time.monotonic()

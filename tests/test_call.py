@@ -141,6 +141,57 @@ def test_third_party_refused_and_vanished_peer_ends_the_call(logged_server):
     assert _health(url)["rooms"] == 0
 
 
+def test_peer_hanging_up_is_peer_left_even_when_its_media_closes_before_its_bye(logged_server):
+    # the race behind a flaky CI run: the peer hangs up, its DTLS close reaches this party before its bye
+    # (relayed by the server) does, and aiortc closes this party's connection. That is the peer leaving.
+    # Here B's bye is never sent and its signaling socket closes 3 s late, so A learns it from the closed
+    # connection first: A must say peer-left, not connection-closed.
+    import asyncio
+
+    from client.call import Call, CallOptions
+
+    url, _ = logged_server
+
+    def opts(duration: float) -> CallOptions:
+        return CallOptions(server=url, room="r-bye", silent=True, output_file=os.devnull + ".wav", engine=False,
+                           duration=duration, ice_hosts=["127.0.0.1"], status=False)
+
+    class SlowSignalingCall(Call):
+        """Hangs up without a bye, and its signaling socket closes 3 s after its media connection (as when
+        lost TCP segments hold up the signaling path)."""
+
+        async def _send(self, msg: dict) -> None:
+            if msg.get("type") != "bye":
+                await super()._send(msg)
+
+        async def _close(self) -> None:
+            ws_close = self._ws.close
+
+            async def slow_close(*args: object, **kw: object) -> None:
+                await asyncio.sleep(3.0)
+                await ws_close(*args, **kw)
+
+            self._ws.close = slow_close
+            await super()._close()
+
+    a, b = Call(opts(60.0)), SlowSignalingCall(opts(3.0))
+
+    async def both() -> tuple:
+        ta = asyncio.create_task(a.run())
+        await asyncio.sleep(0.5)
+        return await asyncio.wait_for(asyncio.gather(ta, b.run()), 60)
+
+    ra, rb = asyncio.run(both())
+    assert ra.connected and rb.connected
+    assert rb.ended_by == "duration"
+    assert ra.ended_by == "peer-left", ra
+    assert ra.seconds_connected < 20
+    deadline = time.time() + 10  # B's socket closes 3 s late: then the room is empty
+    while _health(url)["rooms"] and time.time() < deadline:
+        time.sleep(0.2)
+    assert _health(url)["rooms"] == 0
+
+
 def test_unreachable_server_is_a_one_line_error():
     p = _call(f"http://127.0.0.1:{free_port()}", "x", "--silent", "--output-file", "/tmp/never.wav")
     out, err = p.communicate(timeout=60)
