@@ -51,7 +51,7 @@ import csss_core.sealed_voice as sv
 from csss_core.anonymizer import Anonymizer
 from csss_core.audio import INTERNAL_SAMPLE_RATE, read_audio, resample
 from csss_core.channel import opus_roundtrip
-from csss_core.converter import FrameMapper, convert, receiver_lifter
+from csss_core.converter import FrameMapper, receiver_lifter
 from csss_core.corpus import Corpus, build_corpus, pool_voices, real_voice
 from csss_core.evaluation.attackers import GE2EAttacker
 from csss_core.payload import embedding_grid, new_key
@@ -156,8 +156,7 @@ def part_voicing(ge2e: GE2EAttacker) -> None:
             inv = FrameMapper(cb, pseudo, real, r.offsets.inverse(), lifter=receiver_lifter(), undo=True)
             e = ge2e.embed(x)
             for v in settings:
-                rec = convert(r.audio, inv, voicing=v, power_deblur=POWER_DEBLUR)
-                rows.setdefault(v, []).append(float(e @ ge2e.embed(rec)))
+                rows.setdefault(v, []).append(float(e @ ge2e.embed(sv.convert_back(r.audio, inv, voicing=v))))
     for v, c in rows.items():
         print(f"voiced below aperiodicity {v.threshold:.2f}, fully harmonic below {v.full - 0.25:.2f}: "
               f"reconstruction GE2E cosine mean {np.mean(c):.3f}, median {np.median(c):.3f} ({len(c)} pool voices)")
@@ -196,8 +195,7 @@ def part_schedule(corpus: Corpus, ge2e: GE2EAttacker) -> None:
                 if ok and not have_ceiling:  # once per voice: the identity data is the same in every schedule
                     have_ceiling = True
                     plain = opus_roundtrip(r.audio, 16000, 96_000)
-                    rec = convert(plain, sv.reconstruction_mapper(ext, anon), voicing=RECEIVER_VOICING,
-                                  power_deblur=POWER_DEBLUR)
+                    rec = sv.convert_back(plain, sv.reconstruction_mapper(ext, anon))
                     ceiling.append(float(ea @ ge2e.embed(rec[st:])))
                 rows[name][1].append(np.inf if ext.seconds_to_lock is None else ext.seconds_to_lock)
                 late = (sv.extract_identity(yo[j:], key).seconds_to_lock for j in joins)

@@ -44,7 +44,15 @@ from csss_core.sealed_voice import (
 from csss_core.speaker import MODEL_DIR, SpeakerEmbedding, SpeakerEstimator
 from csss_core.stage import StreamingResampler
 from csss_core.stego_ss import SSEmbedStage, SSExtractor, SSUnembedStage
-from csss_core.vocoder import DELAY, HOP, LOOKAHEAD, POWER_DEBLUR, RECEIVER_VOICING, SENDER_VOICING, VocoderStage
+from csss_core.vocoder import (
+    HOP,
+    LOOKAHEAD,
+    POWER_DEBLUR,
+    RECEIVER_VOICING,
+    SENDER_VOICING,
+    VocoderStage,
+    stage_latency,
+)
 
 CALL_RATE = 48_000
 BLOCK = 320  # 20 ms at 16 kHz: a multiple of the vocoder hop and of the hidden channel's bit length
@@ -379,7 +387,8 @@ class ReceiverEngine:
         self._extractor: SSExtractor | None = SSExtractor(key, HIDDEN_CHANNEL) if key is not None else None
         # the converter's delay (one hop more when matched: the power de-blur waits for the next frame); the
         # reconstruction path also waits one hidden-channel bit (the unembedding stage's delay)
-        self._conv_latency = DELAY + (HOP if matched else 0)
+        self._deblur = POWER_DEBLUR if matched else 0.0
+        self._conv_latency = stage_latency(self._deblur)
         self._delay = _delay_line(self._conv_latency + HIDDEN_CHANNEL.bit_len)
         self._conv: VocoderStage | None = None
         self._unembed: SSUnembedStage | None = None
@@ -423,8 +432,7 @@ class ReceiverEngine:
             self.status.reason = str(exc)
             return
         self._conv = VocoderStage(mapper, self.device, voicing=RECEIVER_VOICING if self.matched else SENDER_VOICING,
-                                  power_deblur=POWER_DEBLUR if self.matched else 0.0)
-        assert self._conv.latency_samples == self._conv_latency
+                                  power_deblur=self._deblur)
         self._unembed = unembed_stage(ext, self._ext_base) if self.matched else None
         self.status.locked = True
         self.status.authenticated = ext.authenticated

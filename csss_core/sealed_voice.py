@@ -23,7 +23,7 @@ from csss_core.converter import FrameMapper, convert, receiver_lifter
 from csss_core.payload import ReceiverState, SpeakerPayload, embedding_grid, frame_bits, seal
 from csss_core.speaker import SpeakerEmbedding
 from csss_core.stego_ss import SSConfig, SSExtractor, SSUnembedStage, embed, extract_ss
-from csss_core.vocoder import POWER_DEBLUR, RECEIVER_VOICING
+from csss_core.vocoder import POWER_DEBLUR, RECEIVER_VOICING, Voicing
 
 # 16 chips per bit at 16 kHz: 1000 bit/s; with the compact payload one frame lasts 2.9 s.
 # The first two copies of the frame are an acquisition preamble with the host's projection on the
@@ -176,7 +176,12 @@ def remove_hidden_channel(y: np.ndarray, ext: Extracted) -> np.ndarray:
     return st.process(np.concatenate([np.asarray(y, np.float32), np.zeros(n, np.float32)]), 0)[n:]
 
 
+def convert_back(x: np.ndarray, mapper: FrameMapper, voicing: Voicing = RECEIVER_VOICING) -> np.ndarray:
+    """Pseudo-voice without the hidden channel -> the real voice, analyzed as the receiver does (its voicing,
+    :data:`POWER_DEBLUR`) with ``mapper`` (:func:`reconstruction_mapper`); offline, time-aligned with ``x``."""
+    return convert(x, mapper, voicing=voicing, power_deblur=POWER_DEBLUR)
+
+
 def reconstruct(y: np.ndarray, ext: Extracted, anonymizer: Anonymizer) -> np.ndarray:
     """Convert the received pseudo-voice back into the real speaker's voice (hidden channel removed first)."""
-    return convert(remove_hidden_channel(y, ext), reconstruction_mapper(ext, anonymizer), voicing=RECEIVER_VOICING,
-                   power_deblur=POWER_DEBLUR)
+    return convert_back(remove_hidden_channel(y, ext), reconstruction_mapper(ext, anonymizer))

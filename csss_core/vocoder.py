@@ -161,6 +161,11 @@ POWER_DEBLUR = 0.1
 DEBLUR_FLOOR = 0.1  # never below this share of the measured power
 
 
+def stage_latency(power_deblur: float = 0.0) -> int:
+    """Samples a :class:`VocoderStage` delays its output by: ``DELAY``, one hop more with the power de-blur."""
+    return DELAY + (HOP if power_deblur else 0)
+
+
 def deblurred_power(power: torch.Tensor, prev: torch.Tensor, nxt: torch.Tensor, a: float) -> torch.Tensor:
     """Frame power with ``a`` of each neighbour's taken out: (1 + 2a) p - a (p_prev + p_next), at least
     :data:`DEBLUR_FLOOR` p. A steady contour is unchanged."""
@@ -292,7 +297,7 @@ class VocoderStage:
         self.transform = transform
         self.voicing = voicing
         self.power_deblur = power_deblur
-        self.latency_samples = DELAY + (HOP if power_deblur else 0)
+        self.latency_samples = stage_latency(power_deblur)
         self.latency_s = self.latency_samples / SR
         self.device = torch.device(device)
         self.keep_frames = keep_frames  # keep analyzed frames (for offline analysis; grows without bound)
