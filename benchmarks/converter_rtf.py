@@ -1,9 +1,8 @@
 """Real-time factor and latency of the streaming converter on one CPU thread.
 
-Runs, side by side in one process, the vocoder alone (copy synthesis), the full converter
-(class-conditional mapping to a GAN pseudo-speaker) and the receiver's converter (the same mapping after
-its analysis by synthesis, :data:`csss_core.vocoder.RECEIVER_REFINE_STEPS`) in 20 ms chunks, and prints
-per-utterance medians: RTF = processing seconds / audio seconds. Also prints the algorithmic latency.
+Runs, side by side in one process, the vocoder alone (copy synthesis) and the full converter
+(class-conditional mapping to a GAN pseudo-speaker) in 20 ms chunks, and prints per-utterance
+medians: RTF = processing seconds / audio seconds. Also prints the algorithmic latency.
 
     .venv/bin/python benchmarks/converter_rtf.py [--corpus corpus] [--utts 10] [--device cpu]
 """
@@ -21,7 +20,7 @@ from csss_core.audio import AudioChunk, read_audio
 from csss_core.converter import ConverterStage, FrameMapper, Offsets
 from csss_core.corpus import Corpus
 from csss_core.speaker import SpeakerEmbedding
-from csss_core.vocoder import RECEIVER_REFINE_STEPS, RECEIVER_VOICING, VocoderStage, stage_latency
+from csss_core.vocoder import VocoderStage
 
 
 def stream_seconds(stage: VocoderStage | ConverterStage, x: np.ndarray) -> float:
@@ -50,20 +49,15 @@ def main() -> None:
         dur = len(x) / 16000
         src = anon.embed_speaker(x)
         tgt = SpeakerEmbedding.from_vector(anon.gan.sample(1)[0], anon.cb.k)
-        mapper = FrameMapper(anon.cb, src, tgt, Offsets(1.05, 0.9))
-        conv = ConverterStage(mapper, a.device)
+        conv = ConverterStage(FrameMapper(anon.cb, src, tgt, Offsets(1.05, 0.9)), a.device)
         voc = VocoderStage(None, a.device)
-        rec = VocoderStage(mapper, a.device, voicing=RECEIVER_VOICING, refine=RECEIVER_REFINE_STEPS)
-        rows.append((stream_seconds(voc, x) / dur, stream_seconds(conv, x) / dur, stream_seconds(rec, x) / dur))
+        rows.append((stream_seconds(voc, x) / dur, stream_seconds(conv, x) / dur))
     r = np.array(rows)
     print(f"device {a.device}, 1 thread, {len(rows)} utterances, 20 ms chunks")
     print(f"vocoder only   RTF median {np.median(r[:, 0]):.3f}  (min {r[:, 0].min():.3f}, max {r[:, 0].max():.3f})")
     print(f"converter      RTF median {np.median(r[:, 1]):.3f}  (min {r[:, 1].min():.3f}, max {r[:, 1].max():.3f})")
-    print(f"receiver's     RTF median {np.median(r[:, 2]):.3f}  (min {r[:, 2].min():.3f}, max {r[:, 2].max():.3f})")
-    print(f"converter / vocoder ratio (median of per-utterance ratios) {np.median(r[:, 1] / r[:, 0]):.2f}, "
-          f"receiver's / converter {np.median(r[:, 2] / r[:, 1]):.2f}")
-    print(f"algorithmic latency {VocoderStage().latency_s * 1000:.0f} ms (analysis look-ahead; chunking adds none), "
-          f"receiver's converter {stage_latency(RECEIVER_REFINE_STEPS) / 16:.0f} ms")
+    print(f"converter / vocoder ratio (median of per-utterance ratios) {np.median(r[:, 1] / r[:, 0]):.2f}")
+    print(f"algorithmic latency {VocoderStage().latency_s * 1000:.0f} ms (analysis look-ahead; chunking adds none)")
 
 
 if __name__ == "__main__":

@@ -51,18 +51,19 @@ import csss_core.sealed_voice as sv
 from csss_core.anonymizer import Anonymizer
 from csss_core.audio import INTERNAL_SAMPLE_RATE, read_audio, resample
 from csss_core.channel import opus_roundtrip
-from csss_core.converter import FrameMapper
+from csss_core.converter import FrameMapper, receiver_lifter
 from csss_core.corpus import Corpus, build_corpus, pool_voices, real_voice
 from csss_core.evaluation.attackers import GE2EAttacker
 from csss_core.payload import embedding_grid, new_key
 from csss_core.speaker import SpeakerEmbedding
 from csss_core.vocoder import (
-    RECEIVER_REFINE_STEPS,
+    POWER_DEBLUR,
     RECEIVER_VOICING,
     SENDER_VOICING,
     Frames,
     Voicing,
     analyze,
+    deblurred_power,
     process_offline,
 )
 
@@ -94,6 +95,7 @@ def synth(p: Frames, n: int) -> np.ndarray:
 def part_vocoder(corpus: Corpus, ge2e: GE2EAttacker) -> None:
     from csss_core.evaluation.metrics import pesq_wb
 
+    lift = torch.from_numpy(receiver_lifter())
     rows: dict[str, list[float]] = {}
     pesq: dict[str, list[float]] = {}
     for spk in VOICES[:6]:
@@ -102,9 +104,10 @@ def part_vocoder(corpus: Corpus, ge2e: GE2EAttacker) -> None:
         p = analyze(x)
         once = synth(p, len(x))
         q = analyze(once)
-        refined = analyze(once, voicing=RECEIVER_VOICING, refine=RECEIVER_REFINE_STEPS)
+        lifted = q.mcep.clone()
+        lifted[:, 1:] = q.mcep[:, 1:] * lift[1:]
         for name, y in (("copy once", once), ("copy twice", synth(q, len(x))),
-                        ("twice, second analysis refined", synth(refined, len(x)))):
+                        ("twice, second analysis lifted", synth(Frames(q.f0, q.harm, q.power, lifted), len(x)))):
             rows.setdefault(name, []).append(float(e @ ge2e.embed(y)))
             pesq.setdefault(name, []).append(pesq_wb(x, y))
     for name, v in rows.items():
@@ -150,7 +153,7 @@ def part_voicing(ge2e: GE2EAttacker) -> None:
             r = anon.anonymize(x, 1000 + i)
             real = SpeakerEmbedding.from_vector(r.source, cb.k)
             pseudo = SpeakerEmbedding.from_vector(r.pseudo, cb.k)
-            inv = FrameMapper(cb, pseudo, real, r.offsets.inverse(), undo=True)
+            inv = FrameMapper(cb, pseudo, real, r.offsets.inverse(), lifter=receiver_lifter(), undo=True)
             e = ge2e.embed(x)
             for v in settings:
                 rows.setdefault(v, []).append(float(e @ ge2e.embed(sv.convert_back(r.audio, inv, voicing=v))))
@@ -380,10 +383,10 @@ def part_analysis(corpus: Corpus, ge2e: GE2EAttacker) -> None:
     anon = Anonymizer()
     cb = anon.cb
     asr = get_asr()
+    lift = torch.from_numpy(receiver_lifter())
     gap = np.zeros(INTERNAL_SAMPLE_RATE * 3 // 10, np.float32)
-    names = ["original", "copy synthesis (one pass)", "pseudo-voice", "receiver, one analysis",
-             f"receiver as shipped ({RECEIVER_REFINE_STEPS} step of analysis by synthesis)", "receiver, 2 steps",
-             "+ true F0 and harmonicity", "+ true power", "+ true envelope",
+    names = ["original", "copy synthesis (one pass)", "pseudo-voice", "receiver without the power de-blur",
+             "receiver as shipped (+ power de-blur)", "+ true F0 and harmonicity", "+ true power", "+ true envelope",
              "envelope only at the pseudo-voice's harmonics", "envelope fitted to measured harmonic peaks",
              "all frames true"]
     cos: dict[str, list[float]] = {n: [] for n in names}
@@ -405,22 +408,22 @@ def part_analysis(corpus: Corpus, ge2e: GE2EAttacker) -> None:
         got = analyze(r.audio, voicing=RECEIVER_VOICING)
         n = min(len(sent), len(got))
         sent, got = sent.select(slice(0, n)), got.select(slice(0, n))
-        ref = analyze(r.audio, voicing=RECEIVER_VOICING, refine=RECEIVER_REFINE_STEPS).select(slice(0, n))
-        two = analyze(r.audio, voicing=RECEIVER_VOICING, refine=2).select(slice(0, n))
-        back = FrameMapper(cb, pseudo, real, r.offsets.inverse(), undo=True)
+        lifted = got.mcep * lift
+        back = FrameMapper(cb, pseudo, real, r.offsets.inverse(), undo=True)  # the lifter is applied above
         basis, usable = _harmonic_basis(got)
         at_harmonics = torch.einsum("nki,ni->nk", basis, sent.mcep)  # the true envelope where y has harmonics
         peaks = harmonic_peaks(r.audio, got)  # what a peak-reading analysis measures there
+        p = got.power  # de-blurred as the receiver's vocoder stage does (the last frame has no next one)
+        power = torch.cat([deblurred_power(p[:-1], torch.cat([p[:1], p[:-2]]), p[1:], POWER_DEBLUR), p[-1:]])
         frames = {
-            names[3]: got,
-            names[4]: ref,
-            names[5]: two,
-            names[6]: Frames(sent.f0, sent.harm, ref.power, ref.mcep),
-            names[7]: Frames(ref.f0, ref.harm, sent.power, ref.mcep),
-            names[8]: Frames(ref.f0, ref.harm, ref.power, sent.mcep),
-            names[9]: Frames(ref.f0, ref.harm, ref.power, _fit_envelope(basis, usable, at_harmonics, ref.mcep, 1e-3)),
-            names[10]: Frames(ref.f0, ref.harm, ref.power, _fit_envelope(basis, usable, peaks, ref.mcep, 0.05)),
-            names[11]: sent,
+            names[3]: Frames(got.f0, got.harm, got.power, lifted),
+            names[4]: Frames(got.f0, got.harm, power, lifted),
+            names[5]: Frames(sent.f0, sent.harm, power, lifted),
+            names[6]: Frames(got.f0, got.harm, sent.power, lifted),
+            names[7]: Frames(got.f0, got.harm, power, sent.mcep),
+            names[8]: Frames(got.f0, got.harm, power, _fit_envelope(basis, usable, at_harmonics, lifted, 1e-3)),
+            names[9]: Frames(got.f0, got.harm, power, _fit_envelope(basis, usable, peaks, lifted, 0.05)),
+            names[10]: sent,
         }
         out = {names[0]: x, names[1]: process_offline(x), names[2]: r.audio}
         out.update({k: synth(back(f), len(x)) for k, f in frames.items()})
@@ -430,9 +433,9 @@ def part_analysis(corpus: Corpus, ge2e: GE2EAttacker) -> None:
             pesq[k].append(pesq_wb(x, y))
             words[k] += [(u.text, asr.transcribe(y[a:b])) for (a, b), u in zip(bounds, us, strict=True)]
         print(f"{spk}: " + ", ".join(f"{k.split(' (')[0]} {cos[k][-1]:.3f}" for k in names[2:]), flush=True)
-    print(f"\n{'':52s} GE2E cos  PESQ-WB  WER %   ({len(VOICES)} voices x 5 sentences, no hidden channel, one run)")
+    print(f"\n{'':48s} GE2E cos  PESQ-WB  WER %   ({len(VOICES)} voices x 5 sentences, no hidden channel, one run)")
     for k in names:
-        print(f"{k:52s} {np.median(cos[k]):8.3f} {np.median(pesq[k]):8.2f} {100 * corpus_wer(words[k]):6.1f}")
+        print(f"{k:48s} {np.median(cos[k]):8.3f} {np.median(pesq[k]):8.2f} {100 * corpus_wer(words[k]):6.1f}")
 
 
 def main() -> None:

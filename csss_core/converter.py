@@ -7,21 +7,24 @@ target's, and random per-call pitch and energy offsets are applied (the paper's 
 The words, the F0 contour's shape, the energy contour and the timing are kept.
 
 Anonymize = convert(x, source=embed(x), target=pseudo); reconstruct = convert(y, source=pseudo,
-target=real) with the offsets inverted; the receiver's analysis of the pseudo-voice is matched to the
-sender's synthesis (analysis by synthesis, :data:`csss_core.vocoder.RECEIVER_REFINE_STEPS`).
+target=real) with the offsets inverted. The receiver first undoes the blur one synthesis and analysis
+pass puts on the envelope it measures (:func:`receiver_lifter`).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from csss_core.audio import AudioChunk
 from csss_core.speaker import Codebook, SpeakerEmbedding
-from csss_core.vocoder import SENDER_VOICING, Frames, VocoderStage, Voicing, process_offline
+from csss_core.vocoder import N_CEP, SENDER_VOICING, Frames, VocoderStage, Voicing, process_offline
 
 
 @dataclass(frozen=True)
@@ -41,9 +44,25 @@ class Offsets:
         return cls(float(np.exp(rng.uniform(-0.08, 0.08))), float(np.exp(rng.uniform(-0.22, 0.22))))
 
 
+@cache
+def receiver_lifter() -> np.ndarray:
+    """Per-coefficient gains [N_CEP] that undo the envelope blur of one vocoder pass.
+
+    Made by ``models/fit_receiver_lifter.py`` (copy synthesis of pool voices): the mel-cepstrum the
+    receiver measures on the sender's synthesized pseudo-voice has its higher coefficients shrunk
+    (to 0.35-0.86 of what was synthesized); multiplying by these gains restores them.
+    """
+    spec = json.loads((Path(__file__).parent / "data" / "receiver_lifter.json").read_text())
+    lift = np.asarray(spec["lifter"], dtype=np.float64)
+    if lift.shape != (N_CEP,) or not np.all(np.isfinite(lift)) or lift.min() < 1.0:
+        raise RuntimeError("csss_core/data/receiver_lifter.json is damaged")
+    return lift
+
+
 class FrameMapper:
     """The frame transform that converts ``source`` into ``target``.
 
+    ``lifter`` (the receiver's): per-coefficient gains applied to the measured mel-cepstrum first.
     ``undo``: this mapper is the inverse of a sender's (``source`` = its target, ``offsets`` = its
     offsets' inverse): the pitch offset is then taken off *before* log-F0 is mapped back, so the pair is
     exact (the sender adds it after its mapping; applying it after the inverse mapping too would leave
@@ -52,7 +71,7 @@ class FrameMapper:
 
     def __init__(self, codebook: Codebook, source: SpeakerEmbedding, target: SpeakerEmbedding,
                  offsets: Offsets = Offsets(), beta: float | np.ndarray = 1.0,
-                 harmonicity: float | None = None, undo: bool = False) -> None:
+                 harmonicity: float | None = None, lifter: np.ndarray | None = None, undo: bool = False) -> None:
         self.cb = codebook
         self.src = source
         self.tgt = target
@@ -64,11 +83,14 @@ class FrameMapper:
         self._src_mean = torch.from_numpy(source.global_mean(codebook.priors))
         self._src_cls = torch.from_numpy(source.class_means)
         self._tgt_cls = torch.from_numpy(target.class_means)
+        self._lift = None if lifter is None else torch.as_tensor(np.asarray(lifter, np.float64)[1:])
 
     def __call__(self, fr: Frames) -> Frames:
         """Map frames."""
         env = fr.mcep[:, 1:]
         dev = env.device
+        if self._lift is not None:
+            env = env * self._lift.to(dev)
         post = self.cb.posteriors(env - self._src_mean.to(dev))
         src_fit = post @ self._src_cls.to(dev)
         tgt_fit = post @ self._tgt_cls.to(dev)
@@ -109,7 +131,6 @@ class ConverterStage:
 
 
 def convert(x: np.ndarray, mapper: FrameMapper, device: str = "cpu", voicing: Voicing = SENDER_VOICING,
-            refine: int = 0) -> np.ndarray:
-    """Convert a whole 16 kHz signal (same result as streaming, time-aligned with ``x``); ``refine``: the
-    receiver's analysis-by-synthesis steps (:data:`csss_core.vocoder.RECEIVER_REFINE_STEPS`)."""
-    return process_offline(x, mapper, device=device, voicing=voicing, refine=refine)
+            power_deblur: float = 0.0) -> np.ndarray:
+    """Convert a whole 16 kHz signal (same result as streaming, time-aligned with ``x``)."""
+    return process_offline(x, mapper, device=device, voicing=voicing, power_deblur=power_deblur)

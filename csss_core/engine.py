@@ -47,7 +47,7 @@ from csss_core.stego_ss import SSEmbedStage, SSExtractor, SSUnembedStage
 from csss_core.vocoder import (
     HOP,
     LOOKAHEAD,
-    RECEIVER_REFINE_STEPS,
+    POWER_DEBLUR,
     RECEIVER_VOICING,
     SENDER_VOICING,
     VocoderStage,
@@ -370,9 +370,9 @@ class ReceiverEngine:
     ``crossfade_s`` after the converter has warmed up. Both paths have the converter's delay, so
     the switch does not jump in time.
 
-    ``matched``: the receiver's analysis is matched to the sender's vocoder (:data:`RECEIVER_VOICING` and
-    :data:`RECEIVER_REFINE_STEPS` of analysis by synthesis, 20 ms of delay each); False analyzes the
-    pseudo-voice like natural speech (for comparison).
+    ``matched``: the receiver's analysis is matched to the sender's vocoder (:data:`RECEIVER_VOICING`,
+    the de-blurring lifter and :data:`POWER_DEBLUR`, which adds one 10 ms hop of delay); False analyzes
+    the pseudo-voice like natural speech (for comparison).
     """
 
     WARMUP = 3 * LOOKAHEAD  # samples the converter runs before its output is used
@@ -385,10 +385,10 @@ class ReceiverEngine:
         self.device = device
         self._xfade = max(1, int(crossfade_s * INTERNAL_SAMPLE_RATE))
         self._extractor: SSExtractor | None = SSExtractor(key, HIDDEN_CHANNEL) if key is not None else None
-        # the converter's delay (two hops more per analysis-by-synthesis step when matched); the
+        # the converter's delay (one hop more when matched: the power de-blur waits for the next frame); the
         # reconstruction path also waits one hidden-channel bit (the unembedding stage's delay)
-        self._refine = RECEIVER_REFINE_STEPS if matched else 0
-        self._conv_latency = stage_latency(self._refine)
+        self._deblur = POWER_DEBLUR if matched else 0.0
+        self._conv_latency = stage_latency(self._deblur)
         self._delay = _delay_line(self._conv_latency + HIDDEN_CHANNEL.bit_len)
         self._conv: VocoderStage | None = None
         self._unembed: SSUnembedStage | None = None
@@ -427,12 +427,12 @@ class ReceiverEngine:
         self.status.extracted = ext
         self.status.reason = ext.reason
         try:
-            mapper = reconstruction_mapper(ext, self.anon)
+            mapper = reconstruction_mapper(ext, self.anon, matched=self.matched)
         except ValueError as exc:
             self.status.reason = str(exc)
             return
         self._conv = VocoderStage(mapper, self.device, voicing=RECEIVER_VOICING if self.matched else SENDER_VOICING,
-                                  refine=self._refine)
+                                  power_deblur=self._deblur)
         self._unembed = unembed_stage(ext, self._ext_base) if self.matched else None
         self.status.locked = True
         self.status.authenticated = ext.authenticated

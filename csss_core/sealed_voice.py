@@ -19,11 +19,11 @@ import numpy as np
 
 from csss_core.anonymizer import Anonymizer, AnonymizeResult, offsets_for_seed
 from csss_core.audio import INTERNAL_SAMPLE_RATE
-from csss_core.converter import FrameMapper, convert
+from csss_core.converter import FrameMapper, convert, receiver_lifter
 from csss_core.payload import ReceiverState, SpeakerPayload, embedding_grid, frame_bits, seal
 from csss_core.speaker import SpeakerEmbedding
 from csss_core.stego_ss import SSConfig, SSExtractor, SSUnembedStage, embed, extract_ss
-from csss_core.vocoder import RECEIVER_REFINE_STEPS, RECEIVER_VOICING, Voicing
+from csss_core.vocoder import POWER_DEBLUR, RECEIVER_VOICING, Voicing
 
 # 16 chips per bit at 16 kHz: 1000 bit/s; with the compact payload one frame lasts 2.9 s.
 # The first two copies of the frame are an acquisition preamble with the host's projection on the
@@ -112,15 +112,20 @@ def extracted_from(ex: SSExtractor) -> Extracted:
     return extracted_from_state(ex.receiver.state, ex.seconds_to_lock, ex.frame_origin, ex.receiver.polarity)
 
 
-def reconstruction_mapper(ext: Extracted, anonymizer: Anonymizer) -> FrameMapper:
-    """The frame transform that turns the pseudo-voice back into the real speaker's voice (the frames should
-    come from the receiver's analysis: :data:`RECEIVER_VOICING` and analysis by synthesis)."""
+def reconstruction_mapper(ext: Extracted, anonymizer: Anonymizer, matched: bool = True) -> FrameMapper:
+    """The frame transform that turns the pseudo-voice back into the real speaker's voice.
+
+    ``matched``: first undo the envelope blur of the sender's vocoder (:func:`receiver_lifter`); the
+    frames should then come from an analysis with :data:`RECEIVER_VOICING` and the power de-blurred
+    (:data:`POWER_DEBLUR`).
+    """
     if ext.embedding is None or ext.seed is None or ext.draw_index is None or not ext.beta:
         raise ValueError(f"cannot reconstruct: {ext.reason}")
     cb = anonymizer.cb
     real = SpeakerEmbedding.from_vector(ext.embedding, cb.k)
     pseudo = SpeakerEmbedding.from_vector(anonymizer.gan.draw(ext.seed, ext.draw_index), cb.k)
-    return FrameMapper(cb, pseudo, real, offsets_for_seed(ext.seed).inverse(), beta=1.0 / ext.beta, undo=True)
+    return FrameMapper(cb, pseudo, real, offsets_for_seed(ext.seed).inverse(), beta=1.0 / ext.beta,
+                       lifter=receiver_lifter() if matched else None, undo=True)
 
 
 def extracted_from_state(state: ReceiverState, seconds_to_lock: float | None, frame_origin: int | None = None,
@@ -171,12 +176,10 @@ def remove_hidden_channel(y: np.ndarray, ext: Extracted) -> np.ndarray:
     return st.process(np.concatenate([np.asarray(y, np.float32), np.zeros(n, np.float32)]), 0)[n:]
 
 
-def convert_back(x: np.ndarray, mapper: FrameMapper, voicing: Voicing = RECEIVER_VOICING,
-                 refine: int = RECEIVER_REFINE_STEPS) -> np.ndarray:
+def convert_back(x: np.ndarray, mapper: FrameMapper, voicing: Voicing = RECEIVER_VOICING) -> np.ndarray:
     """Pseudo-voice without the hidden channel -> the real voice, analyzed as the receiver does (its voicing,
-    ``refine`` steps of analysis by synthesis) with ``mapper`` (:func:`reconstruction_mapper`); offline,
-    time-aligned with ``x``."""
-    return convert(x, mapper, voicing=voicing, refine=refine)
+    :data:`POWER_DEBLUR`) with ``mapper`` (:func:`reconstruction_mapper`); offline, time-aligned with ``x``."""
+    return convert(x, mapper, voicing=voicing, power_deblur=POWER_DEBLUR)
 
 
 def reconstruct(y: np.ndarray, ext: Extracted, anonymizer: Anonymizer) -> np.ndarray:

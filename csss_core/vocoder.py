@@ -149,30 +149,27 @@ SENDER_VOICING = Voicing(threshold=0.5, full=0.55)
 # looser ones; before the sender's change 0.908 -> 0.920 with 0.6 / 0.8).
 RECEIVER_VOICING = SENDER_VOICING
 
-# The receiver's analysis by synthesis. What the receiver measures on the pseudo-voice is the sender's frames seen
-# through one more synthesis + analysis: the envelope sampled only at the pseudo-speaker's harmonics and
-# smoothed, the power spread over a 32 ms window (quiet frames filled from their loud neighbours). Knowing the
-# sender's synthesizer, the receiver re-synthesizes its estimate f, analyzes that the same way and corrects by
-# the difference: f <- f + (r - A(S(f))) for the mel-cepstrum and f <- f * r / A(S(f)) for the power (r: what
-# it measured), keeping F0 and harmonicity as measured; the true frames are a fixed point. A step needs the
-# estimate two frames ahead (the re-analysis window ends at the centre of the frame two hops on, where that
-# frame's synthesized hop ends): 20 ms more delay per step. It replaced a fitted cepstral lifter and a
-# symmetric power de-blur (one hop of delay), approximations of the same inversion.
-# ``benchmarks/receiver_design.py --part analysis`` (8 corpus voices x 5 sentences, offline, no hidden channel;
-# /tmp runs before this went in; the lifter + de-blur: GE2E cosine 0.907, min 0.876, PESQ-WB 1.64, WER 27.9 %):
-# 1 step 0.920 / 0.869 / 1.70 / 22.4-24.7 % (two runs), 2 steps 0.929 / 0.884 / 1.70 / 21.8-24.7 %, 3 steps
-# 0.931 / 0.894 / 1.65 / 23.4 %. One step is shipped: it brings the frames closer to the sender's (copy
-# synthesis, `tests/test_vocoder.py`: envelope error where observable -20 %, power error -52 %), while a second
-# step, though the cosine rises, takes the envelope further from them than no step at all (+31 %): the
-# iteration is not stable in the directions the pseudo-voice does not show (mel bands below its F0).
-RECEIVER_REFINE_STEPS = 1
-REFINE_FLOOR = SILENCE_POWER
-REFINE_RATIO = 100.0  # one step changes a frame's power by at most this factor either way
+# The receiver's frame power, de-blurred: the power it measures on the pseudo-voice is the sender's frame power
+# spread over the 32 ms window of a second analysis, which fills quiet frames (stop closures, pauses) from their
+# loud neighbours. ``deblurred_power`` takes ``a`` of each neighbour's power back out (symmetric, so it needs the
+# next frame: one more hop of delay). ``benchmarks/receiver_design.py --part analysis`` (8 corpus voices, offline,
+# one run): reconstruction GE2E cosine median 0.902 -> 0.907 (every voice up or equal), PESQ-WB 1.61 -> 1.64,
+# WER 30.1 -> 27.9 %; the sender's true power would give 25.3 %. Chosen on the same voices with a /tmp script
+# (same frames, one run each): a = 0.15 gave 0.910 and 30.1 %, a causal version (previous frame only, no delay)
+# 0.904 / 30.8 % (a = 0.1) and 0.906 / 33.3 % (a = 0.2).
+POWER_DEBLUR = 0.1
+DEBLUR_FLOOR = 0.1  # never below this share of the measured power
 
 
-def stage_latency(refine: int = 0) -> int:
-    """Samples a :class:`VocoderStage` delays its output by: ``DELAY``, two hops more per refinement step."""
-    return DELAY + 2 * HOP * refine
+def stage_latency(power_deblur: float = 0.0) -> int:
+    """Samples a :class:`VocoderStage` delays its output by: ``DELAY``, one hop more with the power de-blur."""
+    return DELAY + (HOP if power_deblur else 0)
+
+
+def deblurred_power(power: torch.Tensor, prev: torch.Tensor, nxt: torch.Tensor, a: float) -> torch.Tensor:
+    """Frame power with ``a`` of each neighbour's taken out: (1 + 2a) p - a (p_prev + p_next), at least
+    :data:`DEBLUR_FLOOR` p. A steady contour is unchanged."""
+    return torch.maximum((1 + 2 * a) * power - a * (prev + nxt), DEBLUR_FLOOR * power)
 
 
 def analyze_windows(win: torch.Tensor, voicing: Voicing = SENDER_VOICING) -> Frames:
@@ -249,16 +246,11 @@ def mel_band_position(freqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return i0, pos - i0
 
 
-def envelope_log_mel(mcep: torch.Tensor) -> torch.Tensor:
-    """The log mel-band powers [n, N_MEL] a mel-cepstrum [n, N_CEP] stands for."""
-    full = torch.zeros(mcep.shape[0], N_MEL, dtype=mcep.dtype, device=mcep.device)
-    full[:, :N_CEP] = mcep
-    return full @ _DCT.to(mcep.device)  # inverse of an orthonormal DCT is its transpose
-
-
 def envelope_at(mcep: torch.Tensor, freqs: torch.Tensor) -> torch.Tensor:
     """Envelope power at ``freqs`` (Hz) [n, m] from mel-cepstra [n, N_CEP] (relative units)."""
-    logmel = envelope_log_mel(mcep)
+    full = torch.zeros(mcep.shape[0], N_MEL, dtype=mcep.dtype, device=mcep.device)
+    full[:, :N_CEP] = mcep
+    logmel = full @ _DCT.to(mcep.device)  # inverse of an orthonormal DCT is its transpose
     i0, fr = mel_band_position(freqs.to(mcep.device))
     val = logmel.gather(1, i0) * (1 - fr) + logmel.gather(1, i0 + 1) * fr
     return torch.exp(val - logmel.max(dim=1, keepdim=True).values)
@@ -293,29 +285,99 @@ def synthesis_params(fr: Frames) -> tuple[torch.Tensor, torch.Tensor]:
 Transform = Callable[[Frames], Frames]
 
 
-class _Synth:
-    """The synthesizer's running state (harmonic phase, previous frame, noise overlap): frames in, their hops
-    out. Frame t's hop ends at its centre (it interpolates from frame t-1 to frame t)."""
+class VocoderStage:
+    """Streaming analysis -> transform -> synthesis. Chunks: 16 kHz, a multiple of HOP samples.
 
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self._k = torch.arange(1, K_MAX + 1, dtype=torch.float64, device=device)
-        self._ramp = torch.arange(HOP, dtype=torch.float64, device=device) / HOP
-        self._t = 0  # next frame to synthesize
+    Output sample ``i`` of the stream corresponds to input sample ``i - latency_samples`` (``DELAY``, one
+    hop more with ``power_deblur``: the receiver's :func:`deblurred_power` waits for the next frame).
+    """
+
+    def __init__(self, transform: Transform | None = None, device: str | torch.device = "cpu",
+                 keep_frames: bool = False, voicing: Voicing = SENDER_VOICING, power_deblur: float = 0.0) -> None:
+        self.transform = transform
+        self.voicing = voicing
+        self.power_deblur = power_deblur
+        self.latency_samples = stage_latency(power_deblur)
+        self.latency_s = self.latency_samples / SR
+        self.device = torch.device(device)
+        self.keep_frames = keep_frames  # keep analyzed frames (for offline analysis; grows without bound)
+        self._k = torch.arange(1, K_MAX + 1, dtype=torch.float64, device=self.device)
+        self._ramp = torch.arange(HOP, dtype=torch.float64, device=self.device) / HOP
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream."""
+        self._in = torch.zeros(LOOKAHEAD, dtype=torch.float64, device=self.device)  # left context
+        self._in_start = -LOOKAHEAD  # absolute input index of self._in[0]
+        self._n_in = 0
+        self._t = 0  # next frame to analyze
+        self._t_syn = 0  # next frame to synthesize
+        self._held: Frames | None = None  # with power_deblur: the last analyzed frame, waiting for the next
+        self._held_prev = torch.zeros(0, dtype=torch.float64, device=self.device)  # the power before it
         self._prev: tuple[float, torch.Tensor] | None = None  # (f0, amps) of the previous frame
         self._phase = 0.0
-        self._noise_tail = torch.zeros(HOP, dtype=torch.float64, device=device)
+        self._noise_tail = torch.zeros(HOP, dtype=torch.float64, device=self.device)
+        lead = self.latency_samples - HOP  # synthesis renders frame t's hop ending at its centre
+        self._out: list[torch.Tensor] = [torch.zeros(lead, dtype=torch.float64, device=self.device)]
+        self.frames_seen: list[Frames] = []
 
-    def __call__(self, fr: Frames) -> torch.Tensor:
-        """The ``len(fr) * HOP`` samples these frames end."""
+    def _available_frames(self) -> int:
+        # frame t (centre t*HOP) needs input up to t*HOP + LOOKAHEAD
+        return max(0, (self._n_in - LOOKAHEAD) // HOP + 1)
+
+    def process(self, chunk: AudioChunk) -> AudioChunk:
+        """Consume a chunk and return the same number of output samples (delayed by DELAY)."""
+        if chunk.sample_rate != SR:
+            raise ValueError(f"vocoder runs at {SR} Hz, got {chunk.sample_rate} Hz")
+        if len(chunk) % HOP:
+            raise ValueError(f"vocoder chunks must be a multiple of {HOP} samples, got {len(chunk)}")
+        x = torch.from_numpy(chunk.samples.astype(np.float64)).to(self.device)
+        self._in = torch.cat([self._in, x])
+        self._n_in += len(x)
+        t_end = self._available_frames()
+        if t_end > self._t:
+            ts = torch.arange(self._t, t_end, device=self.device)
+            starts = ts * HOP - LOOKAHEAD - self._in_start
+            idx = starts[:, None] + torch.arange(F0_WIN, device=self.device)[None, :]
+            frames = analyze_windows(self._in[idx], self.voicing)
+            if self.keep_frames:
+                self.frames_seen.append(frames)
+            if self.power_deblur:
+                frames = self._deblur(frames)
+            if len(frames):
+                if self.transform is not None:
+                    frames = self.transform(frames)
+                self._synthesize(frames)
+            self._t = t_end
+            keep_from = self._t * HOP - LOOKAHEAD  # absolute index the next frame's window starts at
+            drop = keep_from - self._in_start
+            if drop > 0:
+                self._in = self._in[drop:]
+                self._in_start = keep_from
+        out = torch.cat(self._out) if len(self._out) > 1 else self._out[0]
+        n = len(chunk)
+        y, rest = out[:n], out[n:]
+        self._out = [rest]
+        return AudioChunk(y.cpu().numpy().astype(np.float32), SR, chunk.timestamp)
+
+    def _deblur(self, fr: Frames) -> Frames:
+        """The frames that now have a next frame, with :func:`deblurred_power`; the last one waits."""
+        seq = fr if self._held is None else Frames.cat([self._held, fr])
+        p = seq.power
+        prev = torch.cat([self._held_prev if len(self._held_prev) else p[:1], p[:-2]])
+        out = seq.select(slice(0, len(seq) - 1))
+        out.power = deblurred_power(p[:-1], prev, p[1:], self.power_deblur)
+        self._held = seq.select(slice(len(seq) - 1, None))
+        self._held_prev = p[-2:-1] if len(p) > 1 else self._held_prev
+        return out
+
+    def _synthesize(self, fr: Frames) -> None:
+        amps, g = synthesis_params(fr)
         dev = self.device
         n_fr = len(fr)
-        if n_fr == 0:
-            return torch.zeros(0, dtype=torch.float64, device=dev)
-        amps, g = synthesis_params(fr)
         # noise: one Hann-windowed, filtered segment per frame, overlap-added (COLA at hop = win/2)
-        pos0 = (torch.arange(self._t, self._t + n_fr, device=dev) * HOP - HOP)
-        self._t += n_fr
+        pos0 = (torch.arange(self._t_syn, self._t_syn + n_fr, device=dev) * HOP - HOP)
+        self._t_syn += n_fr
         nidx = (pos0[:, None] + torch.arange(NOISE_WIN, device=dev)[None, :]) % NOISE_TABLE
         seg = _NOISE.to(dev)[nidx] * _HANN_NOISE.to(dev)
         noise_frames = torch.fft.irfft(torch.fft.rfft(seg, dim=1) * g, NOISE_WIN, dim=1)
@@ -339,126 +401,19 @@ class _Synth:
             self._phase = float(phase[-1] % (2 * math.pi))
             self._prev = (f0_t, a_t)
             nz = noise_frames[i]
-            outs.append(harm + self._noise_tail + nz[:HOP])
+            block = harm + self._noise_tail + nz[:HOP]
             self._noise_tail = nz[HOP:].clone()
-        return torch.cat(outs)
-
-
-class _RefineStep:
-    """One streaming analysis-by-synthesis step (see :data:`RECEIVER_REFINE_STEPS`): (estimate, measured) frame
-    pairs in, (better estimate, measured) out two frames later."""
-
-    def __init__(self, voicing: Voicing, device: torch.device) -> None:
-        self.voicing = voicing
-        self._syn = _Synth(device)
-        # the re-synthesis on the input's timeline: frame t's centre at t * HOP, frame 0's hop from -HOP
-        self._buf = torch.zeros(LOOKAHEAD - HOP, dtype=torch.float64, device=device)
-        self._buf_start = -LOOKAHEAD
-        self._t = 0  # next frame to re-analyze
-        self._est: Frames | None = None  # frames synthesized, not yet re-analyzed
-        self._meas: Frames | None = None
-
-    def push(self, est: Frames, meas: Frames) -> tuple[Frames, Frames]:
-        """Take the next frames' estimate and measurement; return those whose re-analysis is complete."""
-        self._buf = torch.cat([self._buf, self._syn(est)])
-        self._est = est if self._est is None else Frames.cat([self._est, est])
-        self._meas = meas if self._meas is None else Frames.cat([self._meas, meas])
-        n = len(self._est) - LOOKAHEAD // HOP  # frame t's window ends at (t + 2) * HOP, where frame t+2's hop ends
-        if n <= 0:
-            return self._est.select(slice(0, 0)), self._meas.select(slice(0, 0))
-        ts = torch.arange(self._t, self._t + n, device=self._buf.device)
-        idx = (ts * HOP - LOOKAHEAD - self._buf_start)[:, None] + torch.arange(F0_WIN, device=self._buf.device)
-        again = analyze_windows(self._buf[idx], self.voicing)
-        f, m = self._est.select(slice(0, n)), self._meas.select(slice(0, n))
-        self._est, self._meas = self._est.select(slice(n, None)), self._meas.select(slice(n, None))
-        self._t += n
-        keep = self._t * HOP - LOOKAHEAD
-        self._buf, self._buf_start = self._buf[keep - self._buf_start :], keep
-        on = m.power > REFINE_FLOOR
-        ratio = (m.power / again.power.clamp(min=REFINE_FLOOR)).clamp(1 / REFINE_RATIO, REFINE_RATIO)
-        power = torch.where(on, f.power * ratio, f.power)
-        mcep = torch.where(on[:, None], f.mcep + (m.mcep - again.mcep), f.mcep)
-        return Frames(m.f0, m.harm, power, mcep), m
-
-
-class VocoderStage:
-    """Streaming analysis -> transform -> synthesis. Chunks: 16 kHz, a multiple of HOP samples.
-
-    Output sample ``i`` of the stream corresponds to input sample ``i - latency_samples`` (``DELAY``, two
-    hops more per ``refine`` step: the receiver's analysis by synthesis, :data:`RECEIVER_REFINE_STEPS`).
-    """
-
-    def __init__(self, transform: Transform | None = None, device: str | torch.device = "cpu",
-                 keep_frames: bool = False, voicing: Voicing = SENDER_VOICING, refine: int = 0) -> None:
-        if refine < 0:
-            raise ValueError(f"refine must be >= 0 steps, got {refine}")
-        self.transform = transform
-        self.voicing = voicing
-        self.refine = refine
-        self.latency_samples = stage_latency(refine)
-        self.latency_s = self.latency_samples / SR
-        self.device = torch.device(device)
-        self.keep_frames = keep_frames  # keep analyzed (and refined) frames, for offline analysis; grows without bound
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget the stream."""
-        self._in = torch.zeros(LOOKAHEAD, dtype=torch.float64, device=self.device)  # left context
-        self._in_start = -LOOKAHEAD  # absolute input index of self._in[0]
-        self._n_in = 0
-        self._t = 0  # next frame to analyze
-        self._syn = _Synth(self.device)
-        self._steps = [_RefineStep(self.voicing, self.device) for _ in range(self.refine)]
-        lead = self.latency_samples - HOP  # synthesis renders frame t's hop ending at its centre
-        self._out: list[torch.Tensor] = [torch.zeros(lead, dtype=torch.float64, device=self.device)]
-        self.frames_seen: list[Frames] = []
-
-    def _available_frames(self) -> int:
-        # frame t (centre t*HOP) needs input up to t*HOP + LOOKAHEAD
-        return max(0, (self._n_in - LOOKAHEAD) // HOP + 1)
-
-    def process(self, chunk: AudioChunk) -> AudioChunk:
-        """Consume a chunk and return the same number of output samples (delayed by ``latency_samples``)."""
-        if chunk.sample_rate != SR:
-            raise ValueError(f"vocoder runs at {SR} Hz, got {chunk.sample_rate} Hz")
-        if len(chunk) % HOP:
-            raise ValueError(f"vocoder chunks must be a multiple of {HOP} samples, got {len(chunk)}")
-        x = torch.from_numpy(chunk.samples.astype(np.float64)).to(self.device)
-        self._in = torch.cat([self._in, x])
-        self._n_in += len(x)
-        t_end = self._available_frames()
-        if t_end > self._t:
-            ts = torch.arange(self._t, t_end, device=self.device)
-            starts = ts * HOP - LOOKAHEAD - self._in_start
-            idx = starts[:, None] + torch.arange(F0_WIN, device=self.device)[None, :]
-            frames = meas = analyze_windows(self._in[idx], self.voicing)
-            for step in self._steps:
-                frames, meas = step.push(frames, meas)
-            if self.keep_frames:
-                self.frames_seen.append(frames)
-            if len(frames):
-                if self.transform is not None:
-                    frames = self.transform(frames)
-                self._out.append(self._syn(frames))
-            self._t = t_end
-            keep_from = self._t * HOP - LOOKAHEAD  # absolute index the next frame's window starts at
-            drop = keep_from - self._in_start
-            if drop > 0:
-                self._in = self._in[drop:]
-                self._in_start = keep_from
-        out = torch.cat(self._out) if len(self._out) > 1 else self._out[0]
-        n = len(chunk)
-        y, rest = out[:n], out[n:]
-        self._out = [rest]
-        return AudioChunk(y.cpu().numpy().astype(np.float32), SR, chunk.timestamp)
+            outs.append(block)
+        if outs:
+            self._out.append(torch.cat(outs))
 
 
 def process_offline(x: np.ndarray, transform: Transform | None = None, chunk: int = 2 * HOP,
-                    device: str = "cpu", voicing: Voicing = SENDER_VOICING, refine: int = 0) -> np.ndarray:
+                    device: str = "cpu", voicing: Voicing = SENDER_VOICING, power_deblur: float = 0.0) -> np.ndarray:
     """Run :class:`VocoderStage` over a whole 16 kHz signal and return it time-aligned with ``x``."""
     x = np.asarray(x, dtype=np.float32)
     n = len(x)
-    st = VocoderStage(transform, device, voicing=voicing, refine=refine)
+    st = VocoderStage(transform, device, voicing=voicing, power_deblur=power_deblur)
     lat = st.latency_samples
     total = n + lat
     total += (-total) % chunk
@@ -468,10 +423,9 @@ def process_offline(x: np.ndarray, transform: Transform | None = None, chunk: in
     return np.concatenate(out)[lat : lat + n]
 
 
-def analyze(x: np.ndarray, device: str = "cpu", voicing: Voicing = SENDER_VOICING, refine: int = 0) -> Frames:
-    """Vocoder parameters of a whole signal (one frame per 10 ms); ``refine`` steps of the receiver's analysis
-    by synthesis (for a signal this vocoder synthesized)."""
-    st = VocoderStage(None, device, keep_frames=True, voicing=voicing, refine=refine)
-    pad = stage_latency(refine) - HOP + (-(len(x) + LOOKAHEAD)) % HOP
+def analyze(x: np.ndarray, device: str = "cpu", voicing: Voicing = SENDER_VOICING) -> Frames:
+    """Vocoder parameters of a whole signal (one frame per 10 ms)."""
+    st = VocoderStage(None, device, keep_frames=True, voicing=voicing)
+    pad = LOOKAHEAD + (-(len(x) + LOOKAHEAD)) % HOP
     st.process(AudioChunk(np.concatenate([np.asarray(x, np.float32), np.zeros(pad, np.float32)]), SR))
     return Frames.cat(st.frames_seen)
