@@ -141,7 +141,7 @@ def test_third_party_refused_and_vanished_peer_ends_the_call(logged_server):
     assert _health(url)["rooms"] == 0
 
 
-def test_peer_hanging_up_is_peer_left_even_when_its_media_closes_before_its_bye(logged_server):
+def test_peer_hanging_up_is_peer_left_even_when_its_media_closes_before_its_bye(logged_server, tmp_path):
     # the race behind a flaky CI run: the peer hangs up, its DTLS close reaches this party before its bye
     # (relayed by the server) does, and aiortc closes this party's connection. That is the peer leaving.
     # Here B's bye is never sent and its signaling socket closes 3 s late, so A learns it from the closed
@@ -152,8 +152,8 @@ def test_peer_hanging_up_is_peer_left_even_when_its_media_closes_before_its_bye(
 
     url, _ = logged_server
 
-    def opts(duration: float) -> CallOptions:
-        return CallOptions(server=url, room="r-bye", silent=True, output_file=os.devnull + ".wav", engine=False,
+    def opts(duration: float, heard: str) -> CallOptions:
+        return CallOptions(server=url, room="r-bye", silent=True, output_file=str(tmp_path / heard), engine=False,
                            duration=duration, ice_hosts=["127.0.0.1"], status=False)
 
     class SlowSignalingCall(Call):
@@ -174,7 +174,7 @@ def test_peer_hanging_up_is_peer_left_even_when_its_media_closes_before_its_bye(
             self._ws.close = slow_close
             await super()._close()
 
-    a, b = Call(opts(60.0)), SlowSignalingCall(opts(3.0))
+    a, b = Call(opts(60.0, "a_heard.wav")), SlowSignalingCall(opts(3.0, "b_heard.wav"))
 
     async def both() -> tuple:
         ta = asyncio.create_task(a.run())
