@@ -123,16 +123,16 @@ def test_two_clients_call_through_the_real_server(tiny_corpus, logged_server, tm
     assert psk_hex not in text and "commit" not in text
 
 
-def test_third_party_refused_and_vanished_peer_ends_the_call(logged_server):
+def test_third_party_refused_and_vanished_peer_ends_the_call(logged_server, tmp_path):
     url, _ = logged_server
-    a = _call(url, "r2", "--silent", "--output-file", os.devnull + ".wav", "--no-engine", "--duration", "60")
+    a = _call(url, "r2", "--silent", "--output-file", str(tmp_path / "a_heard.wav"), "--no-engine", "--duration", "60")
     time.sleep(1.0)
-    b = _call(url, "r2", "--silent", "--output-file", os.devnull + ".wav", "--no-engine", "--duration", "60")
+    b = _call(url, "r2", "--silent", "--output-file", str(tmp_path / "b_heard.wav"), "--no-engine", "--duration", "60")
     deadline = time.time() + 30
     while _health(url)["messages_relayed"] < 2 and time.time() < deadline:
         time.sleep(0.2)
     time.sleep(2.0)
-    c = _call(url, "r2", "--silent", "--output-file", os.devnull + ".wav", "--no-engine")
+    c = _call(url, "r2", "--silent", "--output-file", str(tmp_path / "c_heard.wav"), "--no-engine")
     out, err = c.communicate(timeout=60)
     assert c.returncode == 1 and "already has two parties" in err
     b.send_signal(signal.SIGKILL)  # vanishes without a bye
