@@ -30,7 +30,7 @@ from csss_core.channel import opus_roundtrip
 from csss_core.corpus import Corpus, build_corpus
 from csss_core.evaluation.metrics import snr_db
 from csss_core.payload import ReceiverState, SpeakerPayload, frame_bits, new_key, seal
-from csss_core.sealed_voice import EXTRA, HIDDEN_CHANNEL
+from csss_core.sealed_voice import EXTRA, HIDDEN_CHANNEL, QUIET_BEACON_CHANNEL
 from csss_core.speaker import SpeakerEstimator, load_codebook
 from csss_core.stego_net import StegoNet, embed_net, extract_net, load_stego_net
 from csss_core.stego_ss import SSConfig, SSExtractor, extract_ss
@@ -97,8 +97,10 @@ def ss_system(cfg: SSConfig) -> System:
 
     level = f"{cfg.strength_db:.0f} dB"
     if cfg.acquire_strength_db is not None and cfg.acquire_strength_db != cfg.strength_db:
-        level = f"{cfg.acquire_strength_db:.0f} dB preamble and beacons, {level} between"
-    return System(f"spread spectrum ({cfg.bit_len}-sample bits, {level})",
+        beacons = " and beacons" if cfg.beacon_every else ""
+        level = f"{cfg.acquire_strength_db:.0f} dB preamble{beacons}, {level} between"
+    band = f"{cfg.band[0] / 1000:g}-{cfg.band[1] / 1000:g} kHz"
+    return System(f"spread spectrum {band} ({cfg.bit_len}-sample bits, {level})",
                   lambda x, b: ss_embed(x, b, cfg), extract, raw, 16000 / cfg.bit_len)
 
 
@@ -117,6 +119,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--dnsmos", action="store_true", help="also DNSMOS OVRL of carrier and stego audio")
     ap.add_argument("--json", default="", help="write the figures here")
+    ap.add_argument("--no-nets", action="store_true", help="only the spread-spectrum channels")
     a = ap.parse_args()
     torch.set_num_threads(1)
     root = Path(a.corpus)
@@ -124,9 +127,11 @@ def main() -> None:
         print(f"building the evaluation corpus in {root} ...", flush=True)
         build_corpus(root, jobs=1)
     corpus = Corpus.load(root)
-    systems = [net_system("U-Net + graph encoder", load_stego_net()),
-               net_system("U-Net, no graph encoder", load_stego_net(ablation=True)),
-               ss_system(HIDDEN_CHANNEL)]
+    systems = [] if a.no_nets else [net_system("U-Net + graph encoder", load_stego_net()),
+                                    net_system("U-Net, no graph encoder", load_stego_net(ablation=True))]
+    systems.append(ss_system(HIDDEN_CHANNEL))
+    if QUIET_BEACON_CHANNEL != HIDDEN_CHANNEL:
+        systems.append(ss_system(QUIET_BEACON_CHANNEL))  # the one shipped before, side by side
     rows: dict[tuple[str, str], dict[str, list[float]]] = {}
     quality: dict[str, dict[str, list[float]]] = {}
     for spk, x in carriers(corpus, a.voices, a.seconds):

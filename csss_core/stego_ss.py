@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import butter, sosfiltfilt
+from scipy.signal import butter, sosfilt, sosfiltfilt
 
 from csss_core.audio import INTERNAL_SAMPLE_RATE, AudioChunk
-from csss_core.payload import PayloadReceiver, ReceiverState
+from csss_core.payload import PayloadReceiver, ReceiverState, frame_bits
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,11 @@ class SSConfig:
     acquire_strength_db: float | None = None
     beacon_every: int = 0
     beacon_lam: float | None = None
+    # soft bits weighted by the received block's level *in the carrier band* (squared) rather than by its
+    # overall level: right when the carrier sits in a band of its own (what hides it there, the host's
+    # content in that band and the codec's noise, which follows that content, scales with the band's level)
+    band_weight: bool = False
+    active_phases: int = 4  # bit phases the extractor decodes at once (the most likely ones)
     seed: int = 0x55
 
     def schedule(self, k: np.ndarray, frame: int) -> tuple[np.ndarray, np.ndarray]:
@@ -198,7 +203,6 @@ class SSExtractor:
 
     MAX_PHASES = 32
     BATCH = 1600  # samples gathered before the receivers run (0.1 s: bounds their per-call overhead)
-    ACTIVE = 4  # bit phases decoded at once (the most likely ones)
     DECAY = 0.9  # per batch, for the phase statistics (~1 s memory)
     # block RMS below which soft bits are no longer scaled up: quieter blocks (pauses, where the codec
     # spends few bits) count less. ``benchmarks/receiver_design.py --part soft`` (one run): raw bit errors
@@ -212,6 +216,10 @@ class SSExtractor:
         self.cfg = cfg
         self.key = key
         self._p = carrier(cfg)
+        self._sos = butter(4, list(cfg.band), btype="band", fs=INTERNAL_SAMPLE_RATE, output="sos")
+        # below this in-band level a block's soft bit is no longer scaled up (the carrier's own level in a
+        # block at LEVEL_FLOOR)
+        self._band_floor = self.LEVEL_FLOOR * 10 ** (cfg.strength_db / 20)
         step = max(1, cfg.bit_len // self.MAX_PHASES)
         self.phases = list(range(0, cfg.bit_len, step))
         self.receivers = [PayloadReceiver(key) for _ in self.phases]
@@ -222,7 +230,10 @@ class SSExtractor:
         for r in self.receivers:
             r.reset()
         self._buf = np.zeros(0)
+        self._fbuf = np.zeros(0)  # the same samples band-passed to the carrier's band (band_weight)
+        self._zi = np.zeros((self._sos.shape[0], 2))
         self._buf_start = 0  # absolute sample index of self._buf[0]
+        self._tail = np.zeros(0)  # the last TAIL samples received (to pin the bit phase down at the lock)
         self._next = list(self.phases)  # absolute start of each phase's next block
         self._level = [0.0] * len(self.phases)
         self._gap = [0] * len(self.phases)  # erasures owed to each inactive phase's receiver
@@ -232,6 +243,7 @@ class SSExtractor:
         self._winner: int | None = None
         self.seconds_to_lock: float | None = None
         self.frame_origin: int | None = None  # a sample (from the first pushed) where a frame copy starts
+        self.frame_polarity = 1.0  # the channel's polarity at frame_origin (-1: inverted)
 
     @property
     def receiver(self) -> PayloadReceiver:
@@ -240,15 +252,51 @@ class SSExtractor:
             return self.receivers[self._winner]
         return max(self.receivers, key=lambda r: (r.state.found, r.state.copies))
 
-    def _soft(self, y: np.ndarray, offset: int) -> tuple[np.ndarray, int]:
+    def _soft(self, y: np.ndarray, offset: int, yb: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+        """Soft bits of the whole blocks of ``y`` from ``offset`` (``yb``: ``y`` band-passed to the
+        carrier's band, for ``band_weight``; computed here when not given)."""
         n = self.cfg.bit_len
         m = (len(y) - offset) // n
         blocks = y[offset : offset + m * n].reshape(m, n)
+        corr = blocks @ self._p / n
+        if self.cfg.band_weight:
+            # the carrier's amplitude follows the block's overall level, what hides it the band's: the
+            # correlation over the band's RMS squared is a log-likelihood ratio up to one factor (a block
+            # whose band the host fills counts little, one where the carrier has the band to itself much)
+            if yb is None:
+                yb = sosfilt(self._sos, y)
+            fb = yb[offset : offset + m * n].reshape(m, n)
+            rb = np.sqrt(np.einsum("ij,ij->i", fb, fb) / n)
+            return corr / np.maximum(rb, self._band_floor) ** 2 * self._band_floor, offset + m * n
         # the carrier and what hides it (the host's remaining projection, the codec's noise) both scale
         # with the host's level, so the correlation over the block's RMS is a log-likelihood ratio up to
         # one factor: loud and quiet stretches count by their reliability, not their loudness
         rms = np.sqrt(np.einsum("ij,ij->i", blocks, blocks) / n)
-        return (blocks @ self._p / n) / np.maximum(rms, self.LEVEL_FLOOR), offset + m * n
+        return corr / np.maximum(rms, self.LEVEL_FLOOR), offset + m * n
+
+    TAIL = 16000  # samples kept for pinning the bit phase down at the lock (1 s: 1000 bits)
+
+    def _pin_phase(self, origin: int, bits: np.ndarray, polarity: float) -> tuple[int, float]:
+        """The frame origin within half a bit of ``origin`` at which the last second's blocks correlate
+        best with the known bit frame, and the channel's polarity there. A carrier confined to a high band
+        correlates strongly with itself shifted by a sample or two, with either sign, so a neighbouring
+        phase (seeing the bits inverted) may open the payload first."""
+        n, tail = self.cfg.bit_len, self._tail
+        t0 = self._buf_start + len(self._buf) - len(tail)  # absolute index of tail[0]
+        sign = polarity * (2.0 * np.asarray(bits, np.float64) - 1.0)
+        best, best_v = (origin, polarity), -np.inf
+        for d in range(-(n // 2), n - n // 2):
+            o = origin + d
+            first = (o - t0) % n  # first block start in the tail at this phase
+            m = (len(tail) - first) // n
+            if m < 16:
+                return origin, polarity
+            blocks = tail[first : first + m * n].reshape(m, n)
+            k = ((t0 + first - o) // n + np.arange(m)) % len(bits)
+            v = float(np.sum(sign[k] * (blocks @ self._p)))
+            if abs(v) > best_v:
+                best, best_v = (o, polarity * float(np.sign(v) or 1.0)), abs(v)
+        return best
 
     def flush(self) -> ReceiverState:
         """Run the receivers on whatever is buffered (the end of a file)."""
@@ -259,20 +307,26 @@ class SSExtractor:
         self._seen += len(samples)
         if self._winner is not None:
             return self.receiver.state
-        self._buf = np.concatenate([self._buf, np.asarray(samples, np.float64)])
+        samples = np.asarray(samples, np.float64)
+        self._buf = np.concatenate([self._buf, samples])
+        self._tail = np.concatenate([self._tail, samples])[-self.TAIL :]
+        if self.cfg.band_weight and len(samples):
+            fb, self._zi = sosfilt(self._sos, samples, zi=self._zi)
+            self._fbuf = np.concatenate([self._fbuf, fb])
         if not force and self._buf_start + len(self._buf) - min(self._next) < self.BATCH:
             return self.receiver.state
         softs = []
         for i, _ in enumerate(self.phases):
-            soft, used = self._soft(self._buf, self._next[i] - self._buf_start)
+            soft, used = self._soft(self._buf, self._next[i] - self._buf_start,
+                                    self._fbuf if self.cfg.band_weight else None)
             self._next[i] = self._buf_start + used
             softs.append(soft)
             self._stats[i] = self.DECAY * self._stats[i] + [np.sum(np.abs(soft)), np.sum(soft**2), len(soft)]
         # the carrier's phase: at the right bit phase the host's projection is removed and each soft
-        # value is +-amplitude, so |soft| is least spread; decode only the ACTIVE most likely phases
+        # value is +-amplitude, so |soft| is least spread; decode only the cfg.active_phases most likely ones
         cnt = np.maximum(self._stats[:, 2], 1.0)
         score = (self._stats[:, 0] / cnt) / np.sqrt(self._stats[:, 1] / cnt + 1e-30)
-        active = set(np.argsort(-score)[: self.ACTIVE].tolist())
+        active = set(np.argsort(-score)[: self.cfg.active_phases].tolist())
         self._active = active
         for i, soft in enumerate(softs):
             if not len(soft):
@@ -293,11 +347,15 @@ class SSExtractor:
             if state.opened is not None:
                 self._winner = i
                 self.seconds_to_lock = self._next[i] / INTERNAL_SAMPLE_RATE
-                self.frame_origin = self._next[i] - self.receivers[i].bits_since_lock * self.cfg.bit_len
+                origin = self._next[i] - self.receivers[i].bits_since_lock * self.cfg.bit_len
+                self.frame_origin, self.frame_polarity = self._pin_phase(
+                    origin, frame_bits(state.opened.data), self.receivers[i].polarity)
                 break
         drop = min(self._next) - self._buf_start
         if drop > 0:
             self._buf = self._buf[drop:]
+            if self.cfg.band_weight:
+                self._fbuf = self._fbuf[drop:]
             self._buf_start += drop
         return self.receiver.state
 

@@ -95,7 +95,7 @@ def test_unembedding_returns_the_host_exactly_from_the_extractors_lock(tiny_corp
     assert np.array_equal(again, bits)
     outs = {}
     for chunk in (320, 77, 1600):
-        st = SSUnembedStage(again, ex.frame_origin, cfg, ex.receiver.polarity)
+        st = SSUnembedStage(again, ex.frame_origin, cfg, ex.frame_polarity)
         out = np.concatenate([st.process(y[i : i + chunk], i) for i in range(0, len(y), chunk)])
         assert len(out) == len(y)
         outs[chunk] = out[st.latency_samples :]
@@ -118,7 +118,7 @@ def test_acquisition_preamble_locks_fast_and_is_unembedded_after_it(tiny_corpus)
     ex, state = _extract(opus_roundtrip(y), key, cfg)
     assert state.opened is not None  # through Opus, from the start: within the first copy or two
     assert ex.seconds_to_lock is not None and ex.seconds_to_lock <= len(bits) * cfg.bit_len / 16000 + 0.2
-    st = SSUnembedStage(frame_bits(state.opened.data), ex.frame_origin, cfg, ex.receiver.polarity, payload_start=0)
+    st = SSUnembedStage(frame_bits(state.opened.data), ex.frame_origin, cfg, ex.frame_polarity, payload_start=0)
     out = st.process(np.concatenate([y, np.zeros(cfg.bit_len, np.float32)]), 0)[cfg.bit_len :]
     lam, _ = cfg.schedule(np.arange(len(x) // cfg.bit_len), len(bits))
     exact = np.repeat(lam < 1.0, cfg.bit_len)[pre:]  # the preamble (and lam-1 beacons) remove it for good
@@ -187,3 +187,46 @@ def test_soft_bits_count_by_reliability_not_loudness(tiny_corpus):
     loud, quiet = np.split(toward, 2)
     assert np.mean(quiet < 0) <= np.mean(loud < 0) + 0.005
     assert np.mean(quiet) >= 0.9 * np.mean(loud)
+
+
+def _soft_snr(soft, bits):
+    """(mean / std)^2 of the soft bits turned to the sent bits' sign: how reliable they are together."""
+    v = soft * (2.0 * bits[np.arange(len(soft)) % len(bits)] - 1.0)
+    return float(np.mean(v) ** 2 / np.var(v))
+
+
+def test_band_weighted_soft_bits_are_more_reliable_through_opus(tiny_corpus):
+    from dataclasses import replace
+
+    from csss_core.sealed_voice import BAND_CHANNEL
+
+    # what hides a carrier confined to 6-7.7 kHz is the host's content in that band (and the codec's noise,
+    # which follows it): weighting by the band's level must beat weighting by the block's overall level
+    cfg = replace(BAND_CHANNEL, acquire_copies=0)
+    x = _long_speech(tiny_corpus, 12)
+    bits = np.random.default_rng(6).integers(0, 2, 2888).astype(np.uint8)
+    z = opus_roundtrip(embed(x, bits, cfg), bitrate=96_000)
+    band = _soft_snr(SSExtractor(None, cfg)._soft(z, 0)[0], bits)
+    block = _soft_snr(SSExtractor(None, replace(cfg, band_weight=False))._soft(z, 0)[0], bits)
+    assert band > 1.5 * block, (band, block)
+
+
+@pytest.mark.parametrize("lead", [0, 5, 333])
+def test_band_carrier_opens_within_its_first_copy_and_pins_the_bit_phase(tiny_corpus, lead):
+    from csss_core.sealed_voice import BAND_CHANNEL
+
+    cfg = BAND_CHANNEL
+    key = new_key()
+    bits = frame_bits(seal(SpeakerPayload(np.random.default_rng(7).normal(size=186).astype(np.float32),
+                                          compact=True), key))
+    frame = len(bits) * cfg.bit_len
+    x = _long_speech(tiny_corpus, 2 * frame // 16000 + 8)
+    y = embed(x, bits, cfg)
+    assert snr_db(x[2 * frame :], y[2 * frame :]) > 34.0  # after the preamble: lam 0 at -36 dB
+    z = np.concatenate([np.random.default_rng(5).normal(0, 1e-4, lead).astype(np.float32), opus_roundtrip(y)])
+    ex, state = _extract(z, key, cfg)
+    assert state.opened is not None and state.authenticated
+    assert ex.seconds_to_lock is not None and ex.seconds_to_lock <= (lead + frame) / 16000 + 0.15
+    # the carrier correlates with itself a sample off (with either sign): the origin and polarity found
+    # are those of the sender's copies, not a neighbouring phase's
+    assert ex.frame_origin is not None and (ex.frame_origin - lead) % frame == 0 and ex.frame_polarity == 1.0
