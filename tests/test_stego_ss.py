@@ -222,7 +222,8 @@ def test_band_carrier_opens_within_its_first_copy_and_pins_the_bit_phase(tiny_co
     frame = len(bits) * cfg.bit_len
     x = _long_speech(tiny_corpus, 2 * frame // 16000 + 8)
     y = embed(x, bits, cfg)
-    assert snr_db(x[2 * frame :], y[2 * frame :]) > 34.0  # after the preamble: lam 0 at -36 dB
+    # after the preamble: lam 0 at -36 dB (and the -58 dBFS floor in pauses)
+    assert snr_db(x[2 * frame :], y[2 * frame :]) > 33.0
     z = np.concatenate([np.random.default_rng(5).normal(0, 1e-4, lead).astype(np.float32), opus_roundtrip(y)])
     ex, state = _extract(z, key, cfg)
     assert state.opened is not None and state.authenticated
