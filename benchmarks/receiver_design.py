@@ -56,6 +56,7 @@ from csss_core.corpus import Corpus, build_corpus, pool_voices, real_voice
 from csss_core.evaluation.attackers import GE2EAttacker
 from csss_core.payload import embedding_grid, new_key
 from csss_core.speaker import SpeakerEmbedding
+from csss_core.stego_ss import SSConfig
 from csss_core.vocoder import (
     POWER_DEBLUR,
     RECEIVER_VOICING,
@@ -162,17 +163,27 @@ def part_voicing(ge2e: GE2EAttacker) -> None:
               f"reconstruction GE2E cosine mean {np.mean(c):.3f}, median {np.median(c):.3f} ({len(c)} pool voices)")
 
 
-def part_schedule(corpus: Corpus, ge2e: GE2EAttacker) -> None:
+def _only(schedules: list[tuple[str, SSConfig]], only: str) -> list[tuple[str, SSConfig]]:
+    """The schedules whose names contain one of the comma-separated ``only`` (all when empty)."""
+    keep = [s for s in schedules if not only or any(w in s[0] for w in only.split(","))]
+    if not keep:
+        raise SystemExit(f"no schedule matches {only!r}: " + "; ".join(n for n, _ in schedules))
+    return keep
+
+
+def part_schedule(corpus: Corpus, ge2e: GE2EAttacker, only: str = "") -> None:
     anon = Anonymizer()
     key = new_key()
     shipped = sv.HIDDEN_CHANNEL
-    schedules = [("lam 0 at -24 dB, no beacons", replace(sv.ISS_CHANNEL, lam=0.0)),
+    schedules = [("band 6-7.7 kHz, lam 0 at -36 dB (BAND_CHANNEL)", sv.BAND_CHANNEL),
+                 ("lam 0 at -24 dB, no beacons", replace(sv.ISS_CHANNEL, lam=0.0)),
                  ("lam 0.6 at -24 dB (ISS_CHANNEL)", sv.ISS_CHANNEL),
                  ("quiet, lam-1 beacon every third copy", replace(sv.QUIET_BEACON_CHANNEL, beacon_lam=1.0)),
                  ("quiet, lam-0.6 beacon every third copy", replace(sv.QUIET_BEACON_CHANNEL, beacon_lam=0.6)),
                  ("quiet, lam-0.6 beacon every 2nd copy", replace(sv.QUIET_BEACON_CHANNEL, beacon_every=2)),
                  ("quiet, lam-1 beacon every fourth copy",
                   replace(sv.QUIET_BEACON_CHANNEL, beacon_every=4, beacon_lam=1.0))]
+    schedules = _only(schedules, only)
     seconds, st = 45, 7 * 16000
 
     rows: dict[str, tuple[list[float], list[float], list[float]]] = {n: ([], [], []) for n, _ in schedules}
@@ -213,15 +224,16 @@ def part_schedule(corpus: Corpus, ge2e: GE2EAttacker) -> None:
         print(f"    {cfg}")
 
 
-def part_loss(corpus: Corpus, seeds: int = 6) -> None:
+def part_loss(corpus: Corpus, seeds: int = 6, only: str = "") -> None:
     import csss_core.engine as eng
     from client.media import GapFiller
 
     fr, seconds = 960, 30
     shipped = sv.HIDDEN_CHANNEL
-    schedules = [("lam 0.6 at -24 dB (ISS_CHANNEL)", sv.ISS_CHANNEL),
-                 ("quiet, beacon every third copy", sv.QUIET_BEACON_CHANNEL),
-                 ("quiet, beacon every 2nd copy", replace(sv.QUIET_BEACON_CHANNEL, beacon_every=2))]
+    schedules = _only([("band 6-7.7 kHz (BAND_CHANNEL)", sv.BAND_CHANNEL),
+                       ("lam 0.6 at -24 dB (ISS_CHANNEL)", sv.ISS_CHANNEL),
+                       ("quiet, beacon every third copy", sv.QUIET_BEACON_CHANNEL),
+                       ("quiet, beacon every 2nd copy", replace(sv.QUIET_BEACON_CHANNEL, beacon_every=2))], only)
     key = new_key()
     bits = sv.identity_bits(np.zeros(embedding_grid().dim), 0, 0, 1.0, key)  # a frame as long as the senders'
     frame = len(bits) * shipped.bit_len / 16000  # seconds per copy
@@ -444,6 +456,8 @@ def main() -> None:
     ap.add_argument("--corpus", default="corpus")
     parts = ["sender_voicing", "vocoder", "voicing", "schedule", "loss", "soft", "analysis"]
     ap.add_argument("--part", choices=parts, required=True)
+    ap.add_argument("--only", default="", help="schedule/loss: only the schedules whose names contain one of "
+                    "these comma-separated words (e.g. BAND_CHANNEL)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     ge2e = GE2EAttacker()
@@ -454,13 +468,13 @@ def main() -> None:
     elif a.part == "vocoder":
         part_vocoder(Corpus.load(a.corpus), ge2e)
     elif a.part == "loss":
-        part_loss(Corpus.load(a.corpus))
+        part_loss(Corpus.load(a.corpus), only=a.only)
     elif a.part == "soft":
         part_soft(Corpus.load(a.corpus))
     elif a.part == "analysis":
         part_analysis(Corpus.load(a.corpus), ge2e)
     else:
-        part_schedule(Corpus.load(a.corpus), ge2e)
+        part_schedule(Corpus.load(a.corpus), ge2e, only=a.only)
 
 
 if __name__ == "__main__":
