@@ -47,7 +47,10 @@ QUIET_BEACON_CHANNEL = replace(ISS_CHANNEL, strength_db=-32.0, lam=0.0, acquire_
 # in that band (``band_weight``: vowels, whose band the carrier has to itself, count much; fricatives, which
 # fill it, little), so a carrier 4 dB quieter than the old one opens from its first copy and everything
 # after the preamble (lam 0, -36 dB) comes out exactly at the receiver. No beacons: every copy is as
-# decodable as another. ``benchmarks/stego_table.py`` has it side by side with QUIET_BEACON_CHANNEL.
+# decodable as another. ``benchmarks/stego_table.py --voices 15 --seconds 30 --dnsmos --no-nets`` (one run,
+# side by side with QUIET_BEACON_CHANNEL): SNR 31.3 vs 23.0 dB, 13/15 open within 3 s through Opus 96k (all
+# by 5.8 s; previous 15/15), 13/15 vs 5/15 through Opus 32k; ``receiver_design.py --part schedule``:
+# reconstruction 0.911 vs 0.904 (0.910 with no channel), late joiners median 3.8 s vs 8.2 s.
 BAND_CHANNEL = SSConfig(bit_len=16, band=(6000.0, 7700.0), band_weight=True, active_phases=8, strength_db=-36.0,
                         lam=0.0, acquire_copies=2, acquire_lam=1.0, acquire_strength_db=-33.0, floor_dbfs=-58.0)
 HIDDEN_CHANNEL = BAND_CHANNEL
