@@ -45,8 +45,9 @@ QUIET_BEACON_CHANNEL = replace(ISS_CHANNEL, strength_db=-32.0, lam=0.0, acquire_
 # The carrier in a band of its own, 6-7.7 kHz, where speech has little energy: taking the host's projection
 # out there (the lam-1 preamble) costs little, and the extractor weights each soft bit by the block's level
 # in that band (``band_weight``: vowels, whose band the carrier has to itself, count much; fricatives, which
-# fill it, little), so a carrier 4 dB quieter than the old one opens from its first copy and everything
-# after the preamble (lam 0, -36 dB) comes out exactly at the receiver. No beacons: every copy is as
+# fill it, little), so a carrier 9 dB quieter in the preamble (4 dB after it) than the old one opens from its
+# first copy for most voices, and everything after the preamble (lam 0, -36 dB) comes out exactly at the
+# receiver. No beacons: every copy is as
 # decodable as another. ``benchmarks/stego_table.py --voices 15 --seconds 30 --dnsmos --no-nets`` (one run,
 # side by side with QUIET_BEACON_CHANNEL): SNR 31.3 vs 23.0 dB, 13/15 open within 3 s through Opus 96k (all
 # by 5.8 s; previous 15/15), 13/15 vs 5/15 through Opus 32k; ``receiver_design.py --part schedule``:
