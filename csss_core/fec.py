@@ -34,13 +34,19 @@ _PRED_BIT = np.arange(N_STATES) & 1  # the input bit that leads into ns
 
 def conv_encode(bits: np.ndarray) -> np.ndarray:
     """Encode 0/1 bits, terminated with K-1 zero tail bits; returns 2 * (len + K - 1) bits."""
-    b = np.concatenate([np.asarray(bits, dtype=np.int64) & 1, np.zeros(K - 1, dtype=np.int64)])
-    out = np.empty((len(b), 2), dtype=np.uint8)
-    s = 0
-    for i, bit in enumerate(b):
-        out[i] = _OUT[s, bit]
-        s = int(_NEXT[s, bit])
-    return out.ravel()
+    return conv_encode_many(np.asarray(bits)[None, :])[0]
+
+
+def conv_encode_many(bits: np.ndarray) -> np.ndarray:
+    """:func:`conv_encode` of each row of ``bits`` [rows, n]; returns [rows, 2 * (n + K - 1)]."""
+    b = np.asarray(bits, dtype=np.int64) & 1
+    b = np.concatenate([b, np.zeros((len(b), K - 1), dtype=np.int64)], axis=1)
+    out = np.empty((len(b), b.shape[1], 2), dtype=np.uint8)
+    s = np.zeros(len(b), dtype=np.int64)
+    for i in range(b.shape[1]):
+        out[:, i] = _OUT[s, b[:, i]]
+        s = _NEXT[s, b[:, i]]
+    return out.reshape(len(b), -1)
 
 
 def viterbi_decode(soft: np.ndarray, n_bits: int) -> tuple[np.ndarray, float]:

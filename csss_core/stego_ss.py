@@ -15,7 +15,7 @@ import numpy as np
 from scipy.signal import butter, sosfilt, sosfiltfilt
 
 from csss_core.audio import INTERNAL_SAMPLE_RATE, AudioChunk
-from csss_core.payload import PayloadReceiver, ReceiverState, frame_bits
+from csss_core.payload import MAX_BODY, PayloadReceiver, ReceiverState, frame_bits, frame_len
 
 
 @dataclass(frozen=True)
@@ -236,7 +236,12 @@ class SSExtractor:
         self._tail = np.zeros(0)  # the last TAIL samples received (to pin the bit phase down at the lock)
         self._next = list(self.phases)  # absolute start of each phase's next block
         self._level = [0.0] * len(self.phases)
-        self._gap = [0] * len(self.phases)  # erasures owed to each inactive phase's receiver
+        # each inactive phase's soft bits, held for its receiver until the phase is active again (the
+        # most recent HOLD_BITS; older ones become erasures, counted in _gap): a phase that the selection
+        # leaves out for a while (most often at the stream's start, before its statistics settle) still
+        # gets the frame header and body bits it missed
+        self._held: list[list[np.ndarray]] = [[] for _ in self.phases]
+        self._gap = [0] * len(self.phases)
         self._stats = np.zeros((len(self.phases), 3))  # decayed sum |soft|, sum soft^2, count per phase
         self._active: set[int] = set()
         self._seen = 0
@@ -281,18 +286,22 @@ class SSExtractor:
     # 0.5 0.040; lock from the start max 8.7 / 5.8 / 5.8 / 5.8 / 11.6 s, with 5 % loss 14.5 / 5.8 / 5.8 /
     # 3.0 / 5.8 s
     CLIP = 1.0
+    HOLD_BITS = frame_len(MAX_BODY)  # an inactive phase's soft bits held for its receiver: the longest frame
     TAIL = 16000  # samples kept for pinning the bit phase down at the lock (1 s: 1000 bits)
 
     def _pin_phase(self, origin: int, bits: np.ndarray, polarity: float) -> tuple[int, float]:
-        """The frame origin within half a bit of ``origin`` at which the last second's blocks correlate
+        """The frame origin less than a bit from ``origin`` at which the last second's blocks correlate
         best with the known bit frame, and the channel's polarity there. A carrier confined to a high band
         correlates strongly with itself shifted by a sample or two, with either sign, so a neighbouring
-        phase (seeing the bits inverted) may open the payload first."""
+        phase (seeing the bits inverted) may open the payload first; even 9 samples off, the 6-7.7 kHz
+        carrier still correlates 0.45 with itself (a /tmp measurement), enough for that phase to open the
+        payload from soft bits held while it was inactive. A whole bit off correlates with other bits:
+        about 0."""
         n, tail = self.cfg.bit_len, self._tail
         t0 = self._buf_start + len(self._buf) - len(tail)  # absolute index of tail[0]
         sign = polarity * (2.0 * np.asarray(bits, np.float64) - 1.0)
         best, best_v = (origin, polarity), -np.inf
-        for d in range(-(n // 2), n - n // 2):
+        for d in range(1 - n, n):
             o = origin + d
             first = (o - t0) % n  # first block start in the tail at this phase
             m = (len(tail) - first) // n
@@ -304,6 +313,19 @@ class SSExtractor:
             if abs(v) > best_v:
                 best, best_v = (o, polarity * float(np.sign(v) or 1.0)), abs(v)
         return best
+
+    def _hold(self, i: int, soft: np.ndarray) -> None:
+        held = self._held[i]
+        held.append(soft)
+        over = sum(len(h) for h in held) - self.HOLD_BITS
+        while over > 0:
+            cut = min(over, len(held[0]))
+            self._gap[i] += cut
+            over -= cut
+            if cut == len(held[0]):
+                held.pop(0)
+            else:
+                held[0] = held[0][cut:]
 
     def flush(self) -> ReceiverState:
         """Run the receivers on whatever is buffered (the end of a file)."""
@@ -338,21 +360,20 @@ class SSExtractor:
         for i, soft in enumerate(softs):
             if not len(soft):
                 continue
-            if i not in active:
-                # a receiver must see an unbroken bit stream: an inactive phase's bits are erasures
-                # (given to it when it is active again), so what it gathered before (a preamble or
-                # beacon copy) still counts then
-                self._gap[i] += len(soft)
-                continue
-            if self._gap[i]:
-                self.receivers[i].push(np.zeros(self._gap[i]))
-                self._gap[i] = 0
             # one running scale per phase: per-chunk normalization would erase relative confidence
             m = float(np.mean(np.abs(soft)))
             self._level[i] = 0.99 * self._level[i] + 0.01 * m if self._level[i] else m
             soft = soft / (self._level[i] + 1e-12)
             if self.cfg.band_weight:
                 soft = np.clip(soft, -self.CLIP, self.CLIP)
+            if i not in active:
+                # a receiver must see an unbroken bit stream: an inactive phase's bits wait for it (the
+                # oldest beyond HOLD_BITS as erasures)
+                self._hold(i, soft)
+                continue
+            if self._held[i] or self._gap[i]:
+                soft = np.concatenate([np.zeros(self._gap[i]), *self._held[i], soft])
+                self._held[i], self._gap[i] = [], 0
             state = self.receivers[i].push(soft)
             if state.opened is not None:
                 self._winner = i

@@ -278,3 +278,78 @@ def test_lost_packets_in_sync_words_do_not_cost_the_copies(seed):
         assert one.found and one.opened is None  # the first copy's sync found; alone it does not open
         two = PayloadReceiver(key).push(s)
         assert two.opened is not None and two.copies == 2 and cosine(two.opened.payload.embedding, EMB) > 0.9999
+
+
+def _burst_on_header(stream, start, rng, n=24):
+    """Invert ``n`` consecutive received bits of the coded header of the copy starting at ``start``
+    (what a fricative under the carrier does to one copy) and return the header's soft bits."""
+    from csss_core.payload import HEADER_CODED, SYNC_BITS
+
+    at = start + SYNC_BITS + int(rng.integers(0, HEADER_CODED - n))
+    stream[at : at + n] *= -1
+    return stream[start + SYNC_BITS : start + SYNC_BITS + HEADER_CODED]
+
+
+def _decoder_misses(seg):
+    bits, _ = fec.viterbi_decode(fec.deinterleave(seg), 8 * HEADER_LEN)
+    try:
+        parse_header(np.packbits(bits).tobytes())
+    except PayloadError:
+        return True
+    return False
+
+
+def test_a_header_the_decoder_misses_comes_from_the_header_book_and_the_first_copy_opens():
+    """A header carries only its flag and body length: when a burst of errors defeats the Viterbi decoder
+    on the first copy's header, the receiver takes the most likely sendable header and opens the payload
+    from that copy instead of waiting for the next one's header."""
+    rng = np.random.default_rng(31)
+    key = rng.integers(0, 256, 32, dtype=np.uint8).tobytes()
+    fb = frame_bits(seal(SpeakerPayload(EMB), key, nonce=bytes(12)))
+    missed = 0
+    for trial in range(6):
+        lead = int(rng.integers(0, 500))
+        stream = _stream(fb, 2, 0.3, lead, rng)
+        if not _decoder_misses(_burst_on_header(stream, lead, rng)):
+            continue
+        missed += 1
+        rx, pushed = PayloadReceiver(key), 0
+        while rx.state.opened is None and pushed < stream.size:
+            rx.push(stream[pushed : pushed + 8])
+            pushed += 8
+        assert rx.state.opened is not None and rx.state.authenticated, trial
+        # opened once the first copy was in: not after the next copy's sync word and header (204 bits on)
+        assert pushed <= lead + fb.size + 8, (trial, pushed - lead - fb.size)
+        assert cosine(rx.state.opened.payload.embedding, EMB) > 0.9999
+    assert missed >= 3  # the bursts did defeat the decoder (else this test shows nothing)
+
+
+def test_a_header_from_the_book_is_dropped_when_the_next_sync_word_is_not_where_its_length_says():
+    """A decoy: the sync word and a damaged header of another length (taken from the book), then no frame
+    of that length. The receiver lets it go one claimed frame later and opens the real payload that came
+    meanwhile, instead of staying anchored on the decoy."""
+    from csss_core.fec import conv_encode, interleave
+    from csss_core.payload import FLAG_SEALED, SYNC, frame_len, header_bytes
+
+    rng = np.random.default_rng(32)
+    key = rng.integers(0, 256, 32, dtype=np.uint8).tobytes()
+    fb = frame_bits(seal(SpeakerPayload(EMB), key, nonce=bytes(12)))
+    decoy_bits = np.concatenate([SYNC, interleave(conv_encode(np.unpackbits(np.frombuffer(
+        header_bytes(FLAG_SEALED, 600), np.uint8))))])
+    for _ in range(20):
+        decoy = (2.0 * decoy_bits - 1) + rng.normal(0, 0.3, decoy_bits.size)
+        if _decoder_misses(_burst_on_header(decoy, 0, rng)):
+            break
+    else:
+        raise AssertionError("no burst defeated the decoder")
+    rx = PayloadReceiver(key)
+    rx.push(np.concatenate([rng.normal(size=50), decoy]))
+    assert rx.state.found  # the decoy's header came from the book: the receiver is anchored on it
+    stream = np.concatenate([rng.normal(size=300), _stream(fb, 4, 0.3, 0, rng)])
+    state = _push_until_open(rx, stream)
+    assert state.opened is not None and state.authenticated
+    # the decoy held the receiver for at most its claimed frame length (plus the sync word it looked for)
+    bound = 50 + decoy.size + frame_len(600) + 64 + fb.size + 160
+    assert state.bits_to_lock is not None and state.bits_to_lock <= bound
+    assert frame_len(600) > 2 * fb.size  # the decoy did claim a much longer frame
+
