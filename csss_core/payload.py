@@ -17,7 +17,9 @@ Bit frame (what a stego carrier transmits, repeated for the whole call)::
     64-bit sync word | interleave(conv(header bits)) | interleave(conv(body bits))
 
 :class:`PayloadReceiver` takes soft bits (positive = 1) at any offset, finds the sync word, combines
-the soft values of every repeated copy, and locks as soon as a copy decodes and opens.
+the soft values of every repeated copy, and locks as soon as a copy decodes and opens. A header the
+Viterbi decoder misses after a sure sync hit is taken from the book of headers this version can send
+(a flag and a body length: ~2,200 of them), tentatively, until the next copy's sync word confirms it.
 """
 
 from __future__ import annotations
