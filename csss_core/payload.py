@@ -365,6 +365,9 @@ class PayloadReceiver:
     HEADER_BOOK_MIN = 0.5
     HEADER_BOOK_MARGIN = 0.05
     HEADER_BOOK_GAP = 0.1
+    # Cyclic decodes are tried after each whole frame's worth of bits and also after 1 1/4 and 1 1/2: a
+    # first copy that just failed often opens with the start of the next one added (a voice in a room).
+    RETRY_QUARTERS = (5, 6)
     # erased soft bits a sync word may contain
     MAX_SYNC_ERASED = 3 * SYNC_BITS // 8
 
@@ -526,11 +529,13 @@ class PayloadReceiver:
                 self._restart()
                 return
         start = max(0, a - (flen - 1))
-        units = (n - start) // flen
-        if units > self._tried_cyclic and start < a:
-            self._tried_cyclic = units
+        # in quarters of a frame: whole frames' worth, and also 1 1/4 and 1 1/2 (the first copy that just
+        # missed, plus the start of the next one counted twice)
+        quarters = 4 * (n - start) // flen
+        if quarters > self._tried_cyclic and (quarters % 4 == 0 or quarters in self.RETRY_QUARTERS) and start < a:
+            self._tried_cyclic = quarters
             acc = np.bincount((np.arange(start, n) - a) % flen, weights=self._buf[start:n], minlength=flen)
-            if self._decode(acc, units, cyclic=True):
+            if self._decode(acc, quarters // 4, cyclic=True):
                 return
         copies = (n - a) // flen
         if copies == 0 or copies == self._tried_copies:
