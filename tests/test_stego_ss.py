@@ -260,7 +260,6 @@ def test_a_phase_left_out_of_the_active_ones_still_gets_its_bits(tiny_corpus, le
             switches, last = switches + (last is not None), set(ex._active)
         if state.opened is not None:
             break
-    print("active phase changed", switches, "times")
     assert switches >= 1  # the phase did change (else nothing was held)
     assert state.opened is not None and state.authenticated
     assert ex.seconds_to_lock is not None and ex.seconds_to_lock <= (lead + frame) / 16000 + 0.15
