@@ -315,17 +315,16 @@ class SSExtractor:
         return best
 
     def _hold(self, i: int, soft: np.ndarray) -> None:
+        """Keep inactive phase ``i``'s newest soft bits; the oldest beyond HOLD_BITS become erasures."""
         held = self._held[i]
         held.append(soft)
-        over = sum(len(h) for h in held) - self.HOLD_BITS
-        while over > 0:
-            cut = min(over, len(held[0]))
-            self._gap[i] += cut
-            over -= cut
-            if cut == len(held[0]):
-                held.pop(0)
-            else:
-                held[0] = held[0][cut:]
+        over = sum(map(len, held)) - self.HOLD_BITS  # < the total held: never empties the list
+        while over >= len(held[0]):
+            over -= len(held[0])
+            self._gap[i] += len(held.pop(0))
+        if over > 0:
+            held[0] = held[0][over:]
+            self._gap[i] += over
 
     def flush(self) -> ReceiverState:
         """Run the receivers on whatever is buffered (the end of a file)."""

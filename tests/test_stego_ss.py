@@ -264,3 +264,18 @@ def test_a_phase_left_out_of_the_active_ones_still_gets_its_bits(tiny_corpus, le
     assert state.opened is not None and state.authenticated
     assert ex.seconds_to_lock is not None and ex.seconds_to_lock <= (lead + frame) / 16000 + 0.15
     assert ex.frame_origin is not None and (ex.frame_origin - lead) % frame == 0 and ex.frame_polarity == 1.0
+
+
+def test_held_soft_bits_keep_the_newest_and_count_the_rest_as_erasures():
+    from csss_core.sealed_voice import BAND_CHANNEL
+
+    ex = SSExtractor(None, BAND_CHANNEL)
+    rng = np.random.default_rng(9)
+    chunks = [rng.normal(size=int(n)) for n in rng.integers(1, 400, 200)]  # ~40k bits, over HOLD_BITS
+    for c in chunks:
+        ex._hold(0, c)
+    everything = np.concatenate(chunks)
+    held = np.concatenate(ex._held[0])
+    assert everything.size > ex.HOLD_BITS
+    assert held.size == ex.HOLD_BITS and ex._gap[0] == everything.size - ex.HOLD_BITS
+    assert np.array_equal(held, everything[-ex.HOLD_BITS :])
