@@ -1,11 +1,15 @@
 """Forward error correction for the hidden channel: a K=7, rate-1/2 convolutional code with
-soft-decision Viterbi decoding, and a block interleaver.
+soft-decision Viterbi decoding (the short frame header), a rate-1/2 LDPC code with belief-propagation
+decoding (the body), and a block interleaver.
 
 Soft values follow one convention everywhere: positive means bit 1, negative bit 0, magnitude is
 confidence (an erasure is 0).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 
@@ -119,3 +123,91 @@ def deinterleave(x: np.ndarray, rows: int = 16) -> np.ndarray:
     out = np.empty_like(np.asarray(x))
     out[order] = x
     return out
+
+
+# LDPC: an irregular repeat-accumulate code of rate 1/2 for any number k of data bits, H = [A | T] with k
+# checks. Each data bit is in LDPC_DV checks (a tenth of them, chosen at random, in LDPC_HIGH_DV: the
+# high-degree bits converge first and help the rest); T is the staircase (parity bit i is in checks i
+# and i + 1), so encoding is a running XOR. A is a random configuration-model graph, seeded by k, without
+# repeated edges. On an AWGN channel with k = 1,336 (the compact speaker payload) the frame error rate is
+# about 2 % at Eb/N0 = 1.25 dB, where the K=7 convolutional code above loses nearly every frame; it
+# needs about 2.7 dB for 10 % (a /tmp simulation, 60 frames per point).
+LDPC_DV = 4
+LDPC_HIGH_DV = 8
+LDPC_HIGH_SHARE = 0.1
+LDPC_SEED = 0x1D9C
+LDPC_ITERATIONS = 100
+
+
+@dataclass(frozen=True)
+class _Ldpc:
+    a_check: np.ndarray  # the checks of A's edges
+    a_bit: np.ndarray  # the data bits of A's edges
+    check: np.ndarray  # every edge of H, sorted by check
+    bit: np.ndarray
+    starts: np.ndarray  # first edge of each check in ``check``
+    degree: np.ndarray  # edges per check
+
+
+@cache
+def _ldpc(k: int) -> _Ldpc:
+    if k < 64:
+        raise ValueError("an LDPC block needs at least 64 data bits")
+    rng = np.random.default_rng([LDPC_SEED, k])
+    deg = np.full(k, LDPC_DV)
+    deg[rng.permutation(k)[: round(LDPC_HIGH_SHARE * k)]] = LDPC_HIGH_DV
+    n_edges = int(deg.sum())
+    sockets = rng.permutation(np.arange(n_edges) % k)  # each check takes about the same number of edges
+    bit = np.repeat(np.arange(k), deg)
+    for _ in range(1000):  # swap away repeated (check, bit) edges
+        o = np.lexsort((sockets, bit))
+        same = (sockets[o][1:] == sockets[o][:-1]) & (bit[o][1:] == bit[o][:-1])
+        dup = o[1:][same]
+        if len(dup) == 0:
+            break
+        other = rng.integers(0, n_edges, len(dup))
+        sockets[dup], sockets[other] = sockets[other], sockets[dup].copy()
+    else:  # pragma: no cover - the swaps converge in a few rounds for every k >= 64
+        raise RuntimeError(f"no LDPC graph for k={k}")
+    check = np.concatenate([sockets, np.arange(k), np.arange(1, k)])
+    var = np.concatenate([bit, k + np.arange(k), k + np.arange(k - 1)])
+    o = np.argsort(check, kind="stable")
+    check, var = check[o], var[o]
+    starts = np.flatnonzero(np.r_[True, check[1:] != check[:-1]])
+    return _Ldpc(sockets, bit, check, var, starts, np.diff(np.r_[starts, len(check)]))
+
+
+def ldpc_encode(bits: np.ndarray) -> np.ndarray:
+    """The rate-1/2 LDPC codeword of 0/1 ``bits``: the bits themselves, then as many parity bits."""
+    u = np.asarray(bits, dtype=np.int64) & 1
+    code = _ldpc(len(u))
+    s = np.bincount(code.a_check, weights=u[code.a_bit], minlength=len(u)).astype(np.int64) & 1
+    return np.concatenate([u, np.cumsum(s) & 1]).astype(np.uint8)
+
+
+def ldpc_decode(llr: np.ndarray, n_bits: int, iterations: int = LDPC_ITERATIONS) -> tuple[np.ndarray, bool]:
+    """Sum-product decoding of ``2 * n_bits`` log-likelihood ratios (positive = bit 1; 0 = erased).
+
+    Returns:
+        ``(bits, ok)``: the ``n_bits`` data bits and whether every parity check holds.
+    """
+    y = np.asarray(llr, dtype=np.float64)
+    if y.shape != (2 * n_bits,):
+        raise ValueError(f"expected {2 * n_bits} soft values, got {y.shape}")
+    code = _ldpc(n_bits)
+    prior = -y  # the usual convention inside: positive = bit 0
+    r = np.zeros(len(code.check))
+    for _ in range(iterations):
+        total = prior + np.bincount(code.bit, weights=r, minlength=len(y))
+        hard = total < 0
+        if not np.any(np.add.reduceat(hard[code.bit].astype(np.int64), code.starts) & 1):
+            return hard[:n_bits].astype(np.uint8), True
+        q = total[code.bit] - r  # bit to check: everything but what this check said
+        neg = q < 0
+        odd = np.repeat(np.add.reduceat(neg.astype(np.int64), code.starts) & 1, code.degree)
+        phi = -np.log(np.tanh(np.clip(np.abs(q), 1e-9, 40.0) / 2))
+        others = np.maximum(np.repeat(np.add.reduceat(phi, code.starts), code.degree) - phi, 1e-9)
+        mag = -np.log(np.tanh(others / 2))
+        r = np.where(odd ^ neg, -mag, mag)
+    total = prior + np.bincount(code.bit, weights=r, minlength=len(y))
+    return (total[:n_bits] < 0).astype(np.uint8), False
