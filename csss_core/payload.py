@@ -433,6 +433,11 @@ class PayloadReceiver:
         return start + hits, score[hits]
 
     @property
+    def anchored(self) -> bool:
+        """Whether a frame start has been found (a sync word and a header there) and is being decoded."""
+        return self._anchor is not None
+
+    @property
     def polarity(self) -> float:
         """+1, or -1 when the channel inverted the soft bits."""
         return self._polarity

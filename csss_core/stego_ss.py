@@ -355,6 +355,9 @@ class SSExtractor:
         cnt = np.maximum(self._stats[:, 2], 1.0)
         score = (self._stats[:, 0] / cnt) / np.sqrt(self._stats[:, 1] / cnt + 1e-30)
         active = set(np.argsort(-score)[: self.cfg.active_phases].tolist())
+        # and every phase whose receiver has anchored a frame: it found a sync word and a header there, and
+        # its first copy may be a few bits from opening (these phases' soft bits are computed anyway)
+        active |= {i for i, r in enumerate(self.receivers) if r.anchored}
         self._active = active
         for i, soft in enumerate(softs):
             if not len(soft):

@@ -281,3 +281,22 @@ def test_held_soft_bits_keep_the_newest_and_count_the_rest_as_erasures():
     assert everything.size > ex.HOLD_BITS
     assert held.size == ex.HOLD_BITS and ex._gap[0] == everything.size - ex.HOLD_BITS
     assert np.array_equal(held, everything[-ex.HOLD_BITS :])
+
+
+def test_a_phase_whose_receiver_anchored_a_frame_stays_active():
+    """The extractor decodes only the most likely bit phases; a phase whose receiver has found a sync word
+    and a header keeps being decoded even when its score drops out of the top (esp_rp_f5's true phase
+    did for a second, and its first copy opened 1.3 s late from held bits)."""
+    from dataclasses import replace
+
+    from csss_core.sealed_voice import BAND_CHANNEL
+
+    cfg = replace(BAND_CHANNEL, active_phases=2)
+    ex = SSExtractor(None, cfg)
+    rng = np.random.default_rng(4)
+    ex.push(rng.normal(0, 0.1, 3200))  # payload-free noise: some phases are the top two
+    low = sorted(set(range(len(ex.phases))) - ex._active)[0]
+    fb = frame_bits(seal(SpeakerPayload(rng.normal(size=32).astype(np.float32)), None))
+    assert ex.receivers[low].push(2.0 * fb[:400] - 1.0).found and ex.receivers[low].anchored
+    ex.push(rng.normal(0, 0.1, 3200))
+    assert low in ex._active and len(ex._active) == 3
