@@ -137,6 +137,12 @@ LDPC_HIGH_DV = 8
 LDPC_HIGH_SHARE = 0.1
 LDPC_SEED = 0x1D9C
 LDPC_ITERATIONS = 100
+# Decoding stops early when the count of unsatisfied checks has not reached a new low for this many
+# iterations: a copy that decodes needs at most 24 iterations (median 4) on the corpus' first copies through
+# Opus, and a hopeless one now costs ~5 ms instead of ~18 ms (each of the extractor's 8+ phases tries one at
+# each frame boundary before the lock). Near the threshold it costs little: frame errors 7 % vs 5 % at
+# Eb/N0 1.25 dB, 0 vs 0 at 1.5 dB (/tmp simulations, 100 frames of 1,336 bits).
+LDPC_PATIENCE = 20
 
 
 @dataclass(frozen=True)
@@ -197,11 +203,16 @@ def ldpc_decode(llr: np.ndarray, n_bits: int, iterations: int = LDPC_ITERATIONS)
     code = _ldpc(n_bits)
     prior = -y  # the usual convention inside: positive = bit 0
     r = np.zeros(len(code.check))
+    fewest, stalled = len(code.starts) + 1, 0
     for _ in range(iterations):
         total = prior + np.bincount(code.bit, weights=r, minlength=len(y))
         hard = total < 0
-        if not np.any(np.add.reduceat(hard[code.bit].astype(np.int64), code.starts) & 1):
+        unsatisfied = int(np.count_nonzero(np.add.reduceat(hard[code.bit].astype(np.int64), code.starts) & 1))
+        if unsatisfied == 0:
             return hard[:n_bits].astype(np.uint8), True
+        fewest, stalled = (unsatisfied, 0) if unsatisfied < fewest else (fewest, stalled + 1)
+        if stalled >= LDPC_PATIENCE:
+            break
         q = total[code.bit] - r  # bit to check: everything but what this check said
         neg = q < 0
         odd = np.repeat(np.add.reduceat(neg.astype(np.int64), code.starts) & 1, code.degree)
