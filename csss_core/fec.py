@@ -130,8 +130,8 @@ def deinterleave(x: np.ndarray, rows: int = 16) -> np.ndarray:
 # high-degree bits converge first and help the rest); T is the staircase (parity bit i is in checks i
 # and i + 1), so encoding is a running XOR. A is a random configuration-model graph, seeded by k, without
 # repeated edges. On an AWGN channel with k = 1,336 (the compact speaker payload) the frame error rate is
-# about 2 % at Eb/N0 = 1.25 dB, where the K=7 convolutional code above loses nearly every frame; it
-# needs about 2.7 dB for 10 % (a /tmp simulation, 60 frames per point).
+# 2-5 % at Eb/N0 = 1.25 dB, where the K=7 convolutional code above loses nearly every frame; that code
+# needs about 2.7 dB for 10 % (/tmp simulations, 60-100 frames per point).
 LDPC_DV = 4
 LDPC_HIGH_DV = 8
 LDPC_HIGH_SHARE = 0.1

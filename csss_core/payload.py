@@ -72,6 +72,10 @@ class PayloadError(ValueError):
     """A payload that is malformed, forged, or sealed with another key."""
 
 
+class PayloadVersionError(PayloadError):
+    """A well-formed header of another payload format version (made by another csss version)."""
+
+
 @dataclass(frozen=True)
 class Grid:
     """A fixed per-dimension quantization grid: value ``lo + q * step`` with ``q`` in ``bits`` bits."""
@@ -241,7 +245,8 @@ def parse_header(data: bytes) -> Header:
     if crc != crc16(data[:6]):
         raise PayloadError("header checksum mismatch")
     if version != VERSION:
-        raise PayloadError(f"unsupported payload version {version}")
+        raise PayloadVersionError(f"payload format version {version}, made by another csss version (this one "
+                                  f"reads version {VERSION})")
     if flags & ~FLAG_SEALED:
         raise PayloadError("unknown header flags")
     if not NONCE_LEN + 12 + 4 <= body_len <= MAX_BODY:
@@ -315,6 +320,11 @@ def frame_bits(sealed_bytes: bytes) -> np.ndarray:
 def frame_len(body_len: int) -> int:
     """Length in bits of a frame whose body has ``body_len`` bytes."""
     return SYNC_BITS + HEADER_CODED + body_coded_len(body_len)
+
+
+def _known_signs(header_bits: np.ndarray) -> np.ndarray:
+    """The first bits of a frame with this header (sync word, coded header) as +-1."""
+    return 2.0 * np.concatenate([SYNC, interleave(conv_encode(header_bits))]) - 1.0
 
 
 def llr_scale(known_soft: np.ndarray) -> float:
@@ -461,6 +471,9 @@ class PayloadReceiver:
         self._tentative = False
         try:
             h = parse_header(_bytes(bits))
+        except PayloadVersionError as exc:
+            self._note(str(exc))  # a clean header of another format: say so (its body is not decoded)
+            return None
         except PayloadError:
             if self._sync_score < self.SURE_SYNC:
                 return None
@@ -470,7 +483,7 @@ class PayloadReceiver:
             bits, h = found
             self._tentative = True
         # the frame's first bits are now known (sync word and coded header): they measure each copy
-        self._known = 2.0 * np.concatenate([SYNC, interleave(conv_encode(bits))]) - 1.0
+        self._known = _known_signs(bits)
         return h
 
     def _header_from_book(self, seg: np.ndarray, metric: float) -> tuple[np.ndarray, Header] | None:
@@ -616,7 +629,7 @@ class PayloadReceiver:
                 self._restart()
             return False
         # the sync word and the header just decoded are known bits: they scale the body's soft values
-        known = 2.0 * np.concatenate([SYNC, interleave(conv_encode(h_bits))]) - 1.0
+        known = _known_signs(h_bits)
         scale = llr_scale(acc[: len(known)] * known)
         if scale <= 0.0:
             self._note("no signal in the frame's known bits")
