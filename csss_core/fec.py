@@ -9,7 +9,7 @@ confidence (an erasure is 0).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 
 import numpy as np
 
@@ -155,7 +155,7 @@ class _Ldpc:
     degree: np.ndarray  # edges per check
 
 
-@cache
+@lru_cache(maxsize=8)  # a call uses one length; forged headers claiming every length must not pile up codes
 def _ldpc(k: int) -> _Ldpc:
     if k < 64:
         raise ValueError("an LDPC block needs at least 64 data bits")

@@ -150,6 +150,14 @@ def test_ldpc_fills_erasures_and_flags_what_it_cannot_decode():
         fec.ldpc_encode(bits[:32])
 
 
+def test_ldpc_codes_kept_for_few_lengths():
+    """Headers are not authenticated: a forger may claim every body length in turn, and the receiver builds
+    an LDPC code for each (up to 1.7 MB): only the last few stay in memory."""
+    for n_bytes in range(28, 60):
+        fec.ldpc_encode(np.zeros(8 * n_bytes, dtype=np.uint8))
+    assert fec._ldpc.cache_info().currsize <= 8
+
+
 def test_syndrome_check_leaves_erasures_out():
     """A lost packet's erased soft bits must not make a clean codeword look like random data."""
     rng = np.random.default_rng(3)
