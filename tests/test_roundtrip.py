@@ -67,7 +67,7 @@ def test_a_file_made_with_payload_version_1_is_named_as_such(long_speech, anon):
     import struct
 
     from csss_core.fec import conv_encode, interleave
-    from csss_core.payload import MAGIC, SYNC, crc16, seal
+    from csss_core.payload import MAGIC, SYNC, _bits, crc16, seal
     from csss_core.payload import SpeakerPayload as P
     from csss_core.sealed_voice import HIDDEN_CHANNEL
     from csss_core.stego_ss import embed
@@ -76,8 +76,7 @@ def test_a_file_made_with_payload_version_1_is_named_as_such(long_speech, anon):
     sealed = seal(P(anon.anonymize(long_speech, seed=5).source), key)
     head6 = MAGIC + bytes([1]) + sealed[3:6]
     old = head6 + struct.pack(">H", crc16(head6))
-    bits = lambda b: np.unpackbits(np.frombuffer(b, np.uint8))  # noqa: E731
-    frame = np.concatenate([SYNC, interleave(conv_encode(bits(old))), interleave(conv_encode(bits(sealed[8:])))])
+    frame = np.concatenate([SYNC, interleave(conv_encode(_bits(old))), interleave(conv_encode(_bits(sealed[8:])))])
     ext = extract_identity(opus_roundtrip(embed(long_speech, frame, HIDDEN_CHANNEL), bitrate=96_000), key)
     assert ext.embedding is None and "version 1" in ext.reason and "another csss version" in ext.reason
     assert extract_identity(long_speech, key).reason == "no hidden payload found"
