@@ -398,21 +398,22 @@ def test_a_header_from_the_book_is_dropped_when_the_next_sync_word_is_not_where_
 
 
 
-def test_a_first_copy_that_just_fails_opens_with_the_start_of_the_next_one():
-    """The cyclic decode is tried again after 1 1/4 and 1 1/2 frames' worth of bits: a first copy with a
-    stretch of wrong bits (a reverberant or noisy moment) opens once the next copy's start has been added
-    there, instead of after the whole second copy."""
+@pytest.mark.parametrize("stretch,quarters", [(600, 5), (1500, 7)])
+def test_a_first_copy_that_just_fails_opens_with_the_start_of_the_next_one(stretch, quarters):
+    """The cyclic decode is tried again after every quarter frame's worth of bits beyond the first frame: a
+    first copy with a stretch of wrong bits (a reverberant or noisy moment) opens once enough of the next
+    copy has been added there, instead of after the whole second copy."""
     rng = np.random.default_rng(34)
     key = rng.integers(0, 256, 32, dtype=np.uint8).tobytes()
     fb = frame_bits(seal(SpeakerPayload(EMB), key, nonce=bytes(12)))
     lead = 41
     stream = _stream(fb, 3, 0.3, lead, rng)
-    bad = lead + 250 + np.flatnonzero(rng.random(600) < 0.3)
+    bad = lead + 250 + np.flatnonzero(rng.random(stretch) < 0.3)
     stream[bad] *= -1  # a stretch of the first copy's body with 30 % of its bits confidently wrong
     rx, pushed = PayloadReceiver(key), 0
     while rx.state.opened is None and pushed < stream.size:
         rx.push(stream[pushed : pushed + 8])
         pushed += 8
     assert rx.state.opened is not None and rx.state.authenticated
-    # not from the first copy alone, and well before the whole second copy (that would be 2 frames)
-    assert lead + fb.size + 8 < pushed <= lead + fb.size + fb.size // 2 + 16, pushed - lead - fb.size
+    # not before that many quarters of a frame, and well before the whole second copy (2 frames)
+    assert lead + (quarters - 1) * fb.size // 4 < pushed <= lead + quarters * fb.size // 4 + 16, pushed - lead
