@@ -330,13 +330,15 @@ def _known_signs(header_bits: np.ndarray) -> np.ndarray:
 def llr_scale(known_soft: np.ndarray) -> float:
     """The factor that turns soft values into log-likelihood ratios, from soft values whose bits are
     known (as ``soft * sign``, 0 = erased): for a bit sent as +-m in Gaussian noise of variance v the
-    ratio is 2 m y / v. 0.0 when the known bits say nothing (too few, or wrong on average)."""
+    ratio is 2 m y / v. 0.0 when the known bits say nothing (too few, or wrong on average). Known bits
+    that came through exactly (v = 0: no noise at all) count as 20 dB above the noise."""
     z = known_soft[known_soft != 0.0]
     if len(z) < 16:
         return 0.0
     m = float(np.mean(z))
-    v = float(np.var(z))
-    return 2.0 * m / v if m > 0.0 and v > 0.0 else 0.0
+    if m <= 0.0:
+        return 0.0
+    return 2.0 * m / max(float(np.var(z)), 0.01 * m * m)
 
 
 def header_bytes(flags: int, body_len: int) -> bytes:
@@ -474,7 +476,9 @@ class PayloadReceiver:
         try:
             h = parse_header(_bytes(bits))
         except PayloadVersionError as exc:
-            self._note(str(exc))  # a clean header of another format: say so (its body is not decoded)
+            # a clean header of another format version: a payload is there, say which (its body is not decoded)
+            self.state.found = True
+            self._note(str(exc))
             return None
         except PayloadError:
             if self._sync_score < self.SURE_SYNC:
@@ -636,11 +640,14 @@ class PayloadReceiver:
         if scale <= 0.0:
             self._note("no signal in the frame's known bits")
             return False
-        b_bits, _ = ldpc_decode(scale * deinterleave(body_soft), 8 * h.body_len)
+        b_bits, decoded = ldpc_decode(scale * deinterleave(body_soft), 8 * h.body_len)
         try:
             opened = open_sealed(head + _bytes(b_bits), self.key)
         except PayloadError as exc:
-            self._note(str(exc), opened_header=True)
+            if decoded:  # a whole codeword that does not open: another key, a forgery, an altered payload
+                self._note(str(exc), opened_header=True)
+            else:  # (its data bits may still have been right: the seal is tried all the same)
+                self._note("payload body not decoded yet (too few or too noisy copies)")
             return False
         self.state.opened = opened
         self.state.authenticated = opened.authenticated

@@ -150,8 +150,8 @@ def extracted_from_state(state: ReceiverState, seconds_to_lock: float | None, fr
     if state.opened is None:
         if state.found:
             reason = state.failures[-1] if state.failures else "payload incomplete (audio too short to lock)"
-        else:  # a frame of another payload format version is noted though it is not decoded
-            reason = state.failures[-1] if state.failures else "no hidden payload found"
+        else:
+            reason = "no hidden payload found"
         return Extracted(state.found, False, None, None, None, None, None, reason)
     pl = state.opened.payload
     if len(pl.extra) != EXTRA.size:

@@ -436,7 +436,6 @@ class NetExtractor:
             return self._phases[self._winner].receiver
         best = max(self._active, key=lambda i: (self._phases[i].receiver.state.found,
                                                 self._phases[i].receiver.state.copies,
-                                                len(self._phases[i].receiver.state.failures),
                                                 self._phases[i].confidence))
         return self._phases[best].receiver
 

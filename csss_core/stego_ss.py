@@ -255,7 +255,7 @@ class SSExtractor:
         """The receiver that locked, else the one that got furthest."""
         if self._winner is not None:
             return self.receivers[self._winner]
-        return max(self.receivers, key=lambda r: (r.state.found, r.state.copies, len(r.state.failures)))
+        return max(self.receivers, key=lambda r: (r.state.found, r.state.copies))
 
     def _soft(self, y: np.ndarray, offset: int, yb: np.ndarray | None = None) -> tuple[np.ndarray, int]:
         """Soft bits of the whole blocks of ``y`` from ``offset`` (``yb``: ``y`` band-passed to the

@@ -323,6 +323,24 @@ def test_lost_packets_in_sync_words_do_not_cost_the_copies(seed):
         assert two.opened is not None and two.copies == 2 and cosine(two.opened.payload.embedding, EMB) > 0.9999
 
 
+def test_a_noisy_copy_is_not_reported_as_a_forgery():
+    """Before the lock, a copy whose body does not decode yet says so; "authentication failed" is kept for
+    a whole codeword that does not open (another key: what a status line must not confuse with noise)."""
+    from csss_core.payload import HEADER_CODED, SYNC_BITS
+
+    key = bytes(range(32))
+    fb = frame_bits(seal(SpeakerPayload(EMB), key, nonce=bytes(12)))
+    rng = np.random.default_rng(21)
+    copy = 2.0 * fb - 1.0
+    h = SYNC_BITS + HEADER_CODED
+    noisy = copy + np.concatenate([np.zeros(h), rng.normal(0, 2.5, fb.size - h)])  # clean header, lost body
+    state = PayloadReceiver(key).push(np.concatenate([rng.normal(size=300), noisy, copy[:100]]))
+    assert state.found and state.opened is None and state.failures
+    assert "not decoded" in state.failures[-1] and not any("authentication" in f for f in state.failures)
+    other = PayloadReceiver(bytes(32)).push(np.concatenate([rng.normal(size=300), copy, copy[:100]]))
+    assert other.opened is None and "authentication failed" in other.failures[-1]
+
+
 def _burst_on_header(stream, start, rng, n=24):
     """Invert ``n`` consecutive received bits of the coded header of the copy starting at ``start``
     (what a fricative under the carrier does to one copy) and return the header's soft bits."""
